@@ -1,0 +1,35 @@
+"""Shared helpers for CLI commands: one-line errors, exit codes, the async bridge."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Coroutine
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+T = TypeVar("T")
+
+# Exit codes of `corral run` (and reused elsewhere where they fit).
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_BUDGET = 3
+EXIT_CANCELLED = 130
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    """Print one clear line to stderr and exit non-zero. Never a traceback."""
+    first = message.strip().splitlines()[0] if message.strip() else "error"
+    print(f"corral: error: {first}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """The sync edge: run one coroutine to completion."""
+    return asyncio.run(coro)

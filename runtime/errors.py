@@ -1,0 +1,77 @@
+"""Every error the `runtime` package raises.
+
+Hierarchy::
+
+    CorralError
+    ├── ConfigError          settings, missing model key, bad provider string
+    ├── AgentSpecError       an agent spec that does not validate (file, field, reason)
+    ├── NotFound             an interaction, agent, artifact, sandbox (or another tenant's)
+    ├── Conflict             state does not allow the operation
+    ├── ProviderError        a model provider failed
+    │   ├── ProviderAuthError
+    │   ├── ProviderRateLimited
+    │   └── ProviderUnavailable
+    └── BudgetExceeded       a run limit was reached (limit named in `limit`)
+
+Sandbox errors stay `sandbox.errors.SandboxError`; the loop turns them into run statuses.
+"""
+
+from __future__ import annotations
+
+
+class CorralError(Exception):
+    code: str = "internal"
+    http_status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(CorralError):
+    code = "invalid_config"
+    http_status = 400
+
+
+class AgentSpecError(CorralError):
+    code = "invalid_agent"
+    http_status = 400
+
+
+class NotFound(CorralError):
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(CorralError):
+    code = "conflict"
+    http_status = 409
+
+
+class ProviderError(CorralError):
+    code = "provider_error"
+    http_status = 502
+
+
+class ProviderAuthError(ProviderError):
+    code = "provider_auth"
+
+
+class ProviderRateLimited(ProviderError):
+    code = "provider_rate_limited"
+
+
+class ProviderUnavailable(ProviderError):
+    code = "provider_unavailable"
+
+
+class BudgetExceeded(CorralError):
+    code = "budget_exceeded"
+    http_status = 400
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit

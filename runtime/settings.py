@@ -1,0 +1,56 @@
+"""Controller settings, read from the environment once and passed explicitly (never a global)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def default_home() -> Path:
+    env = os.environ.get("CORRAL_HOME")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "corral"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=default_home)
+    database_url: str | None = None
+    """SQLAlchemy async URL; default is a SQLite file in `home`."""
+    log_format: str = "auto"
+    """`auto` (pretty on a TTY, JSON otherwise), `json` or `console`."""
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            home=default_home(),
+            database_url=os.environ.get("CORRAL_DATABASE_URL") or None,
+            log_format=os.environ.get("CORRAL_LOG_FORMAT", "auto"),
+            log_level=os.environ.get("CORRAL_LOG_LEVEL", "warning"),
+        )
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.home / 'corral.db'}"
+
+    @property
+    def sandboxes_dir(self) -> Path:
+        """Per-sandbox host folders (RPC socket lives here)."""
+        return self.home / "sandboxes"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def agents_dir(self) -> Path:
+        return self.home / "agents"
+
+    def ensure_dirs(self) -> None:
+        for d in (self.home, self.sandboxes_dir, self.artifacts_dir, self.agents_dir):
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
