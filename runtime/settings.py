@@ -6,14 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-def default_home() -> Path:
-    env = os.environ.get("CORRAL_HOME")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
-    return base / "corral"
+from sandbox.home import default_home
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,272 @@
+"""`corral sandbox …` — sandboxes without an agent: create, exec, cp, ls, rm, shell, gc."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import aiofiles
+import typer
+from rich.table import Table
+
+from runtime.cli.common import EXIT_USAGE, console, fail, run_async
+from runtime.settings import Settings
+from sandbox.api import Sandbox
+from sandbox.backends.docker import DockerBackend
+from sandbox.errors import SandboxError
+from sandbox.spec import SandboxSpec
+
+T = TypeVar("T")
+app = typer.Typer(help="Sandboxes without an agent (for scripts and gateways).", no_args_is_help=True)
+CHUNK = 1024 * 1024
+
+
+def _backend() -> DockerBackend:
+    settings = Settings.from_env()
+    settings.ensure_dirs()
+    return DockerBackend(settings.home)
+
+
+@app.command()
+def create(
+    image: Annotated[str, typer.Option(help="Sandbox image.")] = "corral/base",
+    cpus: Annotated[float, typer.Option(help="CPU cores.")] = 1.0,
+    memory: Annotated[str, typer.Option(help="Memory limit, e.g. 1g.")] = "1g",
+    disk: Annotated[str, typer.Option(help="Size of the writable /workspace.")] = "1g",
+    network: Annotated[str, typer.Option(help="none | open")] = "none",
+    ttl: Annotated[float, typer.Option(help="Idle seconds before `corral sandbox gc` removes it.")] = 3600,
+    runtime: Annotated[str, typer.Option(help="runc | runsc (gVisor; fails when missing).")] = "runc",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Create a sandbox and print its id; it stays until `rm` or its idle TTL."""
+    try:
+        spec = SandboxSpec.model_validate(
+            {"image": image, "cpus": cpus, "memory": memory, "disk": disk, "network": network,
+             "idle_ttl": ttl, "runtime": runtime}
+        )
+    except ValueError as exc:
+        fail(f"invalid sandbox options: {_first_error(exc)}", EXIT_USAGE)
+
+    async def go() -> str:
+        backend = _backend()
+        try:
+            sb = await Sandbox.create(spec, backend=backend)
+            await sb.close()
+            return sb.id
+        finally:
+            await backend.aclose()
+
+    sandbox_id = _guard(go())
+    if as_json:
+        print(json.dumps({"id": sandbox_id, "image": image}))
+    else:
+        print(sandbox_id)
+
+
+@app.command("list")
+def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List this home's sandboxes."""
+
+    async def go() -> list[dict[str, object]]:
+        backend = _backend()
+        try:
+            rows = []
+            for h in await backend.list():
+                st = await backend.status(h.id)
+                rows.append({"id": h.id, "image": h.spec.image, "state": st.reason(),
+                             "role": h.labels.get("corral.role", "sandbox"),
+                             "network": h.spec.network})
+            return rows
+        finally:
+            await backend.aclose()
+
+    rows = _guard(go())
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table("id", "image", "state", "role", "network")
+    for r in rows:
+        table.add_row(*(str(r[k]) for k in ("id", "image", "state", "role", "network")))
+    console.print(table)
+
+
+@app.command("exec")
+def exec_(
+    sandbox_id: Annotated[str, typer.Argument(help="Sandbox id.")],
+    command: Annotated[list[str], typer.Argument(help="Command (after --).")],
+    timeout: Annotated[float | None, typer.Option(help="Seconds before the command is killed.")] = None,
+    cwd: Annotated[str | None, typer.Option(help="Working directory inside the workspace.")] = None,
+) -> None:
+    """Run a command, streaming its output; exits with the command's exit code."""
+
+    def on_output(stream: str, data: bytes) -> None:
+        out = sys.stdout.buffer if stream == "stdout" else sys.stderr.buffer
+        out.write(data)
+        out.flush()
+
+    async def go() -> int:
+        backend = _backend()
+        try:
+            sb = await Sandbox.attach(sandbox_id, backend=backend)
+            try:
+                argv: str | list[str] = command[0] if len(command) == 1 else list(command)
+                r = await sb.exec(argv, timeout=timeout, cwd=cwd, on_output=on_output)
+            finally:
+                await sb.close()
+            if r.timed_out:
+                print(f"corral: command timed out after {timeout}s", file=sys.stderr)
+            if r.truncated:
+                print("corral: output truncated at the sandbox's output limit", file=sys.stderr)
+            if r.oom_killed:
+                print("corral: killed: out of memory", file=sys.stderr)
+            return r.exit_code
+        finally:
+            await backend.aclose()
+
+    raise typer.Exit(_guard(go()))
+
+
+@app.command()
+def cp(
+    src: Annotated[str, typer.Argument(help="SANDBOX:PATH or a local path.")],
+    dst: Annotated[str, typer.Argument(help="SANDBOX:PATH or a local path.")],
+) -> None:
+    """Copy a file into or out of a sandbox (streamed)."""
+    s_id, s_path = _split(src)
+    d_id, d_path = _split(dst)
+    if (s_id is None) == (d_id is None):
+        fail("exactly one of SRC and DST must be SANDBOX:PATH", EXIT_USAGE)
+
+    async def go() -> None:
+        backend = _backend()
+        try:
+            sb = await Sandbox.attach(s_id or d_id or "", backend=backend)
+            try:
+                if d_id is not None:
+                    local = Path(s_path)
+                    if not local.is_file():
+                        fail(f"{local}: no such file", EXIT_USAGE)
+                    await sb.files.upload(d_path, _chunks(local))
+                else:
+                    local = Path(d_path)
+                    if local.is_dir():
+                        local = local / Path(s_path).name
+                    async with aiofiles.open(local, "wb") as f:
+                        async for chunk in sb.files.download(s_path):
+                            await f.write(chunk)
+            finally:
+                await sb.close()
+        finally:
+            await backend.aclose()
+
+    _guard(go())
+
+
+@app.command()
+def ls(
+    sandbox_id: Annotated[str, typer.Argument(help="Sandbox id.")],
+    path: Annotated[str, typer.Argument(help="Folder inside the workspace.")] = ".",
+    recursive: Annotated[bool, typer.Option("-r", "--recursive")] = False,
+) -> None:
+    """List files in the sandbox's workspace with sizes."""
+
+    async def go() -> None:
+        backend = _backend()
+        try:
+            sb = await Sandbox.attach(sandbox_id, backend=backend)
+            try:
+                for info in await sb.files.list(path, recursive=recursive):
+                    kind = "d" if info.is_dir else "-"
+                    print(f"{kind} {info.size:>12} {info.path}")
+            finally:
+                await sb.close()
+        finally:
+            await backend.aclose()
+
+    _guard(go())
+
+
+@app.command()
+def rm(
+    sandbox_ids: Annotated[list[str] | None, typer.Argument(help="Sandbox ids.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Remove every sandbox of this home.")] = False,
+) -> None:
+    """Remove sandboxes (container, workspace and host folder)."""
+    if not sandbox_ids and not all_:
+        fail("name sandbox ids or pass --all", EXIT_USAGE)
+
+    async def go() -> list[str]:
+        backend = _backend()
+        try:
+            ids = list(sandbox_ids or [])
+            if all_:
+                ids = [h.id for h in await backend.list()]
+            for sid in ids:
+                await backend.get(sid)
+                await backend.destroy(sid)
+            return ids
+        finally:
+            await backend.aclose()
+
+    for sid in _guard(go()):
+        print(f"removed {sid}")
+
+
+@app.command()
+def gc() -> None:
+    """Reconcile after a crash and remove sandboxes past their idle TTL."""
+
+    async def go() -> tuple[int, int, int]:
+        backend = _backend()
+        try:
+            rep = await backend.reconcile(adopt=True)
+            reaped = await backend.reap_idle()
+            return len(rep.adopted), len(rep.removed), len(reaped)
+        finally:
+            await backend.aclose()
+
+    adopted, removed, reaped = _guard(go())
+    print(f"kept {adopted - reaped}, removed {removed} orphan(s), reaped {reaped} idle")
+
+
+@app.command()
+def shell(sandbox_id: Annotated[str, typer.Argument(help="Sandbox id.")]) -> None:
+    """An interactive shell (TTY) inside the sandbox, as the sandbox user."""
+    from runtime.cli.tty import interactive_shell
+
+    try:
+        code = interactive_shell(_backend(), sandbox_id)
+    except SandboxError as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
+
+
+def _split(arg: str) -> tuple[str | None, str]:
+    head, sep, tail = arg.partition(":")
+    if sep and head.startswith("sb-"):
+        return head, tail or "."
+    return None, arg
+
+
+async def _chunks(path: Path) -> AsyncIterator[bytes]:
+    async with aiofiles.open(path, "rb") as f:
+        while chunk := await f.read(CHUNK):
+            yield chunk
+
+
+def _guard(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return run_async(coro)
+    except SandboxError as exc:
+        fail(str(exc))
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        e = errors()[0]
+        return f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+    return str(exc)

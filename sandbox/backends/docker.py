@@ -1,0 +1,360 @@
+"""DockerBackend: one hardened container per sandbox, through the docker SDK.
+
+docker-py is blocking, so every engine call runs on a private thread pool (never on the event
+loop). Every container carries labels (`corral.managed`, `corral.home`, `corral.sandbox`,
+`corral.spec`) so a new controller process finds what an old one left and reconciles it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import structlog
+from docker.types import Mount, Ulimit
+
+from sandbox.backends.base import ReconcileReport, SandboxHandle, SandboxStatus
+from sandbox.backends.docker_errors import map_docker_error
+from sandbox.errors import RuntimeUnavailable, SandboxError, SandboxNotFound
+from sandbox.rpc import GUEST_DIR, guest_command
+from sandbox.spec import SandboxSpec
+
+log = structlog.get_logger("corral.sandbox.docker")
+T = TypeVar("T")
+
+GUEST_MOUNT = "/opt/corral/corral_guest"
+RPC_DIR = "/run/corral"
+RPC_SOCKET = f"{RPC_DIR}/rpc.sock"
+SANDBOX_USER = "1000:1000"
+LABEL_MANAGED = "corral.managed"
+LABEL_HOME = "corral.home"
+LABEL_ID = "corral.sandbox"
+LABEL_SPEC = "corral.spec"
+LABEL_ROLE = "corral.role"
+LAST_USED = "last_used"
+
+
+def new_sandbox_id() -> str:
+    return "sb-" + secrets.token_hex(6)
+
+
+class DockerBackend:
+    """Provision sandboxes as Docker containers. `home` scopes everything this instance sees."""
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        client: docker.DockerClient | None = None,
+        max_workers: int = 32,
+    ) -> None:
+        self.home = Path(home).resolve()
+        self.sandboxes_dir = self.home / "sandboxes"
+        self._client = client
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="corral-docker")
+        self._handles: dict[str, SandboxHandle] = {}
+        self._runtimes: set[str] | None = None
+
+    # -- plumbing -------------------------------------------------------------------------
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            try:
+                self._client = docker.from_env(max_pool_size=64)
+            except docker.errors.DockerException as exc:
+                raise map_docker_error(exc) from exc
+        return self._client
+
+    async def _run(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        image: str | None = None,
+        sandbox_id: str | None = None,
+        **kwargs: Any,
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        except Exception as exc:
+            raise map_docker_error(exc, image=image, sandbox_id=sandbox_id) from exc
+
+    async def ping(self) -> str:
+        """Return the engine's version; raise BackendUnavailable when it does not answer."""
+        info = await self._run(lambda: self.client.version())
+        return str(info.get("Version", "?"))
+
+    async def _check_runtime(self, runtime: str) -> None:
+        if runtime == "runc":
+            return
+        if self._runtimes is None:
+            info = await self._run(lambda: self.client.info())
+            self._runtimes = set((info.get("Runtimes") or {}).keys())
+        if runtime not in self._runtimes:
+            # Fail closed: never fall back to runc when isolation was asked for.
+            raise RuntimeUnavailable(
+                f"OCI runtime {runtime!r} is not installed in the Docker Engine "
+                f"(available: {', '.join(sorted(self._runtimes)) or 'none'}); refusing to fall back"
+            )
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def create(
+        self, spec: SandboxSpec, *, labels: Mapping[str, str] | None = None
+    ) -> SandboxHandle:
+        await self._check_runtime(spec.runtime)
+        sandbox_id = new_sandbox_id()
+        host_dir = self.sandboxes_dir / sandbox_id
+        host_dir.mkdir(parents=True, mode=0o700)
+        # The guest runs as uid 1000 and must create its socket here; the parent folder (0700,
+        # the controller's) keeps other host users out.
+        os.chmod(host_dir, 0o777)
+        (host_dir / LAST_USED).touch()
+        all_labels = {
+            **spec.labels,
+            **(labels or {}),
+            LABEL_MANAGED: "true",
+            LABEL_HOME: str(self.home),
+            LABEL_ID: sandbox_id,
+            LABEL_SPEC: spec.model_dump_json(),
+        }
+        all_labels.setdefault(LABEL_ROLE, "sandbox")
+        kwargs = self._container_kwargs(spec, sandbox_id, host_dir, all_labels)
+        api = self.client.api
+        try:
+            created = await self._run(api.create_container, image=spec.image, sandbox_id=sandbox_id, **kwargs)
+            container_id = str(created["Id"])
+            await self._run(api.start, container_id, sandbox_id=sandbox_id)
+        except BaseException:
+            await self._discard(sandbox_id, host_dir)
+            raise
+        handle = SandboxHandle(
+            id=sandbox_id,
+            container_id=container_id,
+            spec=spec,
+            rpc_path=host_dir / "rpc.sock",
+            host_dir=host_dir,
+            created=time.time(),
+            labels=all_labels,
+        )
+        self._handles[sandbox_id] = handle
+        log.info("sandbox.created", sandbox=sandbox_id, image=spec.image, network=spec.network)
+        return handle
+
+    def _container_kwargs(
+        self, spec: SandboxSpec, sandbox_id: str, host_dir: Path, labels: dict[str, str]
+    ) -> dict[str, Any]:
+        api = self.client.api
+        mounts = [
+            Mount(GUEST_MOUNT, str(GUEST_DIR), type="bind", read_only=True),
+            Mount(RPC_DIR, str(host_dir), type="bind", read_only=False),
+        ]
+        for m in spec.data:
+            src = Path(m.source).resolve()
+            if not src.exists():
+                raise SandboxError(f"data source {src} does not exist", reason="invalid_spec")
+            mounts.append(Mount(m.target, str(src), type="bind", read_only=True))
+        host_config = api.create_host_config(
+            mounts=mounts,
+            read_only=True,
+            tmpfs={
+                "/tmp": f"rw,nosuid,nodev,size={spec.tmp_size},mode=1777",
+                spec.workdir: f"rw,nosuid,nodev,size={spec.disk},uid=1000,gid=1000,mode=0755",
+            },
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges:true"],
+            mem_limit=spec.memory,
+            memswap_limit=spec.memory,  # no swap beyond memory
+            nano_cpus=int(spec.cpus * 1e9),
+            pids_limit=spec.pids,
+            ulimits=[Ulimit(name="nofile", soft=4096, hard=4096), Ulimit(name="core", soft=0, hard=0)],
+            init=True,
+            ipc_mode="private",
+            network_mode=_network_mode(spec),
+            runtime=spec.runtime,
+            log_config={"type": "json-file", "config": {"max-size": "1m", "max-file": "1"}},
+        )
+        env = {
+            **spec.env,
+            "CORRAL_SANDBOX_ID": sandbox_id,
+            "HOME": spec.workdir,
+            "LANG": "C.UTF-8",
+        }
+        return {
+            "command": guest_command(RPC_SOCKET, spec.workdir),
+            "user": SANDBOX_USER,
+            "working_dir": spec.workdir,
+            "environment": env,
+            "labels": labels,
+            "hostname": "sandbox",
+            "name": f"corral-{sandbox_id}",
+            "host_config": host_config,
+            "network_disabled": spec.network == "none",
+        }
+
+    async def _discard(self, sandbox_id: str, host_dir: Path) -> None:
+        try:
+            await self._run(self.client.api.remove_container, f"corral-{sandbox_id}", force=True, v=True)
+        except SandboxError:
+            pass
+        shutil.rmtree(host_dir, ignore_errors=True)
+
+    async def get(self, sandbox_id: str) -> SandboxHandle:
+        if sandbox_id in self._handles:
+            return self._handles[sandbox_id]
+        found = await self.list({LABEL_ID: sandbox_id})
+        if not found:
+            raise SandboxNotFound(f"sandbox {sandbox_id} not found")
+        return found[0]
+
+    async def list(self, labels: Mapping[str, str] | None = None) -> list[SandboxHandle]:
+        filters = [f"{LABEL_MANAGED}=true", f"{LABEL_HOME}={self.home}"]
+        filters += [f"{k}={v}" for k, v in (labels or {}).items()]
+        rows = await self._run(self.client.api.containers, all=True, filters={"label": filters})
+        handles = []
+        for row in rows:
+            handle = self._handle_from_labels(str(row["Id"]), row.get("Labels") or {}, row.get("Created"))
+            if handle is not None:
+                handles.append(handle)
+        return handles
+
+    def _handle_from_labels(
+        self, container_id: str, labels: dict[str, str], created: Any
+    ) -> SandboxHandle | None:
+        sandbox_id = labels.get(LABEL_ID)
+        if not sandbox_id:
+            return None
+        if sandbox_id in self._handles:
+            return self._handles[sandbox_id]
+        try:
+            spec = SandboxSpec.model_validate_json(labels.get(LABEL_SPEC, "{}"))
+        except ValueError:
+            spec = SandboxSpec()
+        host_dir = self.sandboxes_dir / sandbox_id
+        return SandboxHandle(
+            id=sandbox_id,
+            container_id=container_id,
+            spec=spec,
+            rpc_path=host_dir / "rpc.sock",
+            host_dir=host_dir,
+            created=float(created) if isinstance(created, int | float) else time.time(),
+            labels=dict(labels),
+        )
+
+    async def status(self, sandbox_id: str) -> SandboxStatus:
+        handle = await self.get(sandbox_id)
+        data = await self._run(self.client.api.inspect_container, handle.container_id, sandbox_id=sandbox_id)
+        state = data.get("State") or {}
+        running = bool(state.get("Running"))
+        return SandboxStatus(
+            running=running,
+            paused=bool(state.get("Paused")),
+            exit_code=None if running else int(state.get("ExitCode", 0)),
+            oom_killed=bool(state.get("OOMKilled")),
+            error=state.get("Error") or None,
+        )
+
+    async def pause(self, sandbox_id: str) -> None:
+        handle = await self.get(sandbox_id)
+        await self._run(self.client.api.pause, handle.container_id, sandbox_id=sandbox_id)
+
+    async def resume(self, sandbox_id: str) -> None:
+        handle = await self.get(sandbox_id)
+        await self._run(self.client.api.unpause, handle.container_id, sandbox_id=sandbox_id)
+
+    async def destroy(self, sandbox_id: str) -> None:
+        """Remove the container, its tmpfs workspace and its host folder. Idempotent."""
+        handle = self._handles.pop(sandbox_id, None)
+        target = handle.container_id if handle else f"corral-{sandbox_id}"
+        try:
+            await self._run(self.client.api.remove_container, target, force=True, v=True, sandbox_id=sandbox_id)
+        except SandboxNotFound:
+            pass
+        shutil.rmtree(self.sandboxes_dir / sandbox_id, ignore_errors=True)
+        log.info("sandbox.destroyed", sandbox=sandbox_id)
+
+    def touch(self, handle: SandboxHandle) -> None:
+        """Record activity (the idle-TTL clock survives controller restarts via the mtime)."""
+        try:
+            os.utime(handle.host_dir / LAST_USED)
+        except FileNotFoundError:
+            pass
+
+    def last_used(self, handle: SandboxHandle) -> float:
+        try:
+            return (handle.host_dir / LAST_USED).stat().st_mtime
+        except FileNotFoundError:
+            return handle.created
+
+    async def reap_idle(self, *, now: float | None = None) -> list[str]:
+        """Destroy sandboxes idle longer than their spec's idle_ttl. Returns their ids."""
+        now = time.time() if now is None else now
+        reaped = []
+        for handle in await self.list():
+            ttl = handle.spec.idle_ttl
+            if ttl is not None and now - self.last_used(handle) > ttl:
+                await self.destroy(handle.id)
+                reaped.append(handle.id)
+        return reaped
+
+    async def reconcile(self, *, adopt: bool = True) -> ReconcileReport:
+        """Find what an earlier controller (same home) left: adopt live sandboxes, remove the rest.
+
+        Pool members and stopped/dead containers are removed; host folders without a container
+        are deleted.
+        """
+        adopted: list[str] = []
+        removed: list[str] = []
+        for handle in await self.list():
+            claimed = (handle.host_dir / "claimed").exists()
+            role = "sandbox" if claimed else handle.labels.get(LABEL_ROLE)
+            keep = adopt and role == "sandbox" and handle.host_dir.exists()
+            if keep:
+                try:
+                    keep = (await self.status(handle.id)).running
+                except SandboxNotFound:
+                    keep = False
+            if keep:
+                self._handles[handle.id] = handle
+                adopted.append(handle.id)
+            else:
+                await self.destroy(handle.id)
+                removed.append(handle.id)
+        known = set(adopted)
+        if self.sandboxes_dir.exists():
+            for d in self.sandboxes_dir.iterdir():
+                if d.name not in known and d.name not in self._handles:
+                    shutil.rmtree(d, ignore_errors=True)
+        log.info("sandbox.reconciled", adopted=len(adopted), removed=len(removed))
+        return ReconcileReport(adopted=adopted, removed=removed)
+
+    async def aclose(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def _network_mode(spec: SandboxSpec) -> str:
+    if spec.network == "none":
+        return "none"
+    if spec.network == "open":
+        return "bridge"
+    # allowlist: an internal network whose only way out is the egress proxy (browser issue).
+    raise SandboxError(
+        "network mode 'allowlist' is not available in this build yet", reason="invalid_spec"
+    )
+
+
+def spec_from_labels(labels: Mapping[str, str]) -> SandboxSpec:
+    return SandboxSpec.model_validate(json.loads(labels.get(LABEL_SPEC, "{}")))
