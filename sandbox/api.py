@@ -181,7 +181,11 @@ class Sandbox:
         await self._call(self.rpc.python_restart())
 
     async def spawn(
-        self, command: str | list[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None
+        self,
+        command: str | list[str],
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> str:
         merged = {**self.env, **(env or {})}
         return await self._call(self.rpc.spawn(command, cwd=cwd, env=merged or None))
@@ -253,7 +257,9 @@ async def _connect(backend: Backend, handle: SandboxHandle) -> RpcClient:
         try:
             st = await backend.status(handle.id)
         except SandboxError:
-            raise SandboxDied(f"sandbox {handle.id} vanished while starting", reason="removed") from exc
+            raise SandboxDied(
+                f"sandbox {handle.id} vanished while starting", reason="removed"
+            ) from exc
         if not st.running:
             raise SandboxDied(
                 f"sandbox {handle.id} did not start: {st.reason()} (does image "

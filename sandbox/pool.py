@@ -51,7 +51,9 @@ class WarmPool:
     def ready(self, spec: SandboxSpec) -> int:
         return len(self._ready.get(spec.pool_key(), ()))
 
-    async def wait_ready(self, spec: SandboxSpec, count: int | None = None, timeout: float = 120) -> None:
+    async def wait_ready(
+        self, spec: SandboxSpec, count: int | None = None, timeout: float = 120
+    ) -> None:
         key = spec.pool_key()
         want = count if count is not None else self._targets[key][1]
         async with asyncio.timeout(timeout):

@@ -50,7 +50,9 @@ class ReconcileReport:
 
 
 class Backend(Protocol):
-    async def create(self, spec: SandboxSpec, *, labels: Mapping[str, str] | None = None) -> SandboxHandle: ...
+    async def create(
+        self, spec: SandboxSpec, *, labels: Mapping[str, str] | None = None
+    ) -> SandboxHandle: ...
 
     async def get(self, sandbox_id: str) -> SandboxHandle: ...
 

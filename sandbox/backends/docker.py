@@ -8,6 +8,7 @@ loop). Every container carries labels (`corral.managed`, `corral.home`, `corral.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -80,15 +81,16 @@ class DockerBackend:
         self,
         fn: Callable[..., T],
         *args: Any,
-        image: str | None = None,
-        sandbox_id: str | None = None,
+        err_image: str | None = None,
+        err_sandbox: str | None = None,
         **kwargs: Any,
     ) -> T:
+        """Run a blocking engine call off the loop; errors are mapped (err_* give context)."""
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
         except Exception as exc:
-            raise map_docker_error(exc, image=image, sandbox_id=sandbox_id) from exc
+            raise map_docker_error(exc, image=err_image, sandbox_id=err_sandbox) from exc
 
     async def ping(self) -> str:
         """Return the engine's version; raise BackendUnavailable when it does not answer."""
@@ -132,9 +134,11 @@ class DockerBackend:
         kwargs = self._container_kwargs(spec, sandbox_id, host_dir, all_labels)
         api = self.client.api
         try:
-            created = await self._run(api.create_container, image=spec.image, sandbox_id=sandbox_id, **kwargs)
+            created = await self._run(
+                api.create_container, spec.image, err_image=spec.image, err_sandbox=sandbox_id, **kwargs
+            )
             container_id = str(created["Id"])
-            await self._run(api.start, container_id, sandbox_id=sandbox_id)
+            await self._run(api.start, container_id, err_sandbox=sandbox_id)
         except BaseException:
             await self._discard(sandbox_id, host_dir)
             raise
@@ -177,7 +181,10 @@ class DockerBackend:
             memswap_limit=spec.memory,  # no swap beyond memory
             nano_cpus=int(spec.cpus * 1e9),
             pids_limit=spec.pids,
-            ulimits=[Ulimit(name="nofile", soft=4096, hard=4096), Ulimit(name="core", soft=0, hard=0)],
+            ulimits=[
+                Ulimit(name="nofile", soft=4096, hard=4096),
+                Ulimit(name="core", soft=0, hard=0),
+            ],
             init=True,
             ipc_mode="private",
             network_mode=_network_mode(spec),
@@ -203,10 +210,10 @@ class DockerBackend:
         }
 
     async def _discard(self, sandbox_id: str, host_dir: Path) -> None:
-        try:
-            await self._run(self.client.api.remove_container, f"corral-{sandbox_id}", force=True, v=True)
-        except SandboxError:
-            pass
+        with contextlib.suppress(SandboxError):
+            await self._run(
+                self.client.api.remove_container, f"corral-{sandbox_id}", force=True, v=True
+            )
         shutil.rmtree(host_dir, ignore_errors=True)
 
     async def get(self, sandbox_id: str) -> SandboxHandle:
@@ -223,7 +230,9 @@ class DockerBackend:
         rows = await self._run(self.client.api.containers, all=True, filters={"label": filters})
         handles = []
         for row in rows:
-            handle = self._handle_from_labels(str(row["Id"]), row.get("Labels") or {}, row.get("Created"))
+            handle = self._handle_from_labels(
+                str(row["Id"]), row.get("Labels") or {}, row.get("Created")
+            )
             if handle is not None:
                 handles.append(handle)
         return handles
@@ -253,7 +262,9 @@ class DockerBackend:
 
     async def status(self, sandbox_id: str) -> SandboxStatus:
         handle = await self.get(sandbox_id)
-        data = await self._run(self.client.api.inspect_container, handle.container_id, sandbox_id=sandbox_id)
+        data = await self._run(
+            self.client.api.inspect_container, handle.container_id, err_sandbox=sandbox_id
+        )
         state = data.get("State") or {}
         running = bool(state.get("Running"))
         return SandboxStatus(
@@ -266,29 +277,27 @@ class DockerBackend:
 
     async def pause(self, sandbox_id: str) -> None:
         handle = await self.get(sandbox_id)
-        await self._run(self.client.api.pause, handle.container_id, sandbox_id=sandbox_id)
+        await self._run(self.client.api.pause, handle.container_id, err_sandbox=sandbox_id)
 
     async def resume(self, sandbox_id: str) -> None:
         handle = await self.get(sandbox_id)
-        await self._run(self.client.api.unpause, handle.container_id, sandbox_id=sandbox_id)
+        await self._run(self.client.api.unpause, handle.container_id, err_sandbox=sandbox_id)
 
     async def destroy(self, sandbox_id: str) -> None:
         """Remove the container, its tmpfs workspace and its host folder. Idempotent."""
         handle = self._handles.pop(sandbox_id, None)
         target = handle.container_id if handle else f"corral-{sandbox_id}"
-        try:
-            await self._run(self.client.api.remove_container, target, force=True, v=True, sandbox_id=sandbox_id)
-        except SandboxNotFound:
-            pass
+        with contextlib.suppress(SandboxNotFound):
+            await self._run(
+                self.client.api.remove_container, target, force=True, v=True, err_sandbox=sandbox_id
+            )
         shutil.rmtree(self.sandboxes_dir / sandbox_id, ignore_errors=True)
         log.info("sandbox.destroyed", sandbox=sandbox_id)
 
     def touch(self, handle: SandboxHandle) -> None:
         """Record activity (the idle-TTL clock survives controller restarts via the mtime)."""
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.utime(handle.host_dir / LAST_USED)
-        except FileNotFoundError:
-            pass
 
     def last_used(self, handle: SandboxHandle) -> float:
         try:

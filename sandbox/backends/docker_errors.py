@@ -43,7 +43,13 @@ def map_docker_error(
         return SpecError(f"invalid request to the container engine: {text}")
     if isinstance(exc, docker.errors.TLSParameterError | docker.errors.InvalidConfigFile):
         return BackendUnavailable(f"Docker client configuration: {text}")
-    if isinstance(exc, docker.errors.DockerException | requests.exceptions.ConnectionError | ConnectionError | FileNotFoundError):
+    if isinstance(
+        exc,
+        docker.errors.DockerException
+        | requests.exceptions.ConnectionError
+        | ConnectionError
+        | FileNotFoundError,
+    ):
         return BackendUnavailable(f"Docker Engine not reachable ({text}); is dockerd running?")
     if isinstance(exc, requests.exceptions.RequestException):
         return BackendUnavailable(f"Docker Engine request failed: {text}")

@@ -1,0 +1,254 @@
+"""Anthropic's messages API through the official `anthropic` SDK."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import anthropic
+
+from runtime.errors import ConfigError, ProviderError
+from runtime.providers.base import (
+    GenerationConfig,
+    Message,
+    ModelTurn,
+    TextCallback,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+from runtime.providers.ids import unique_id
+from runtime.providers.retry import (
+    Failure,
+    RetryPolicy,
+    call_with_retries,
+    connection_failure,
+    one_line,
+    parse_retry_after,
+    status_failure,
+)
+
+DEFAULT_MAX_TOKENS = 8192
+"""The messages API requires max_tokens; this fits every current Claude model."""
+
+PLACEHOLDER_KEY = "sk-ant-no-key-required"
+
+
+class AnthropicProvider:
+    name = "anthropic"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = 600.0,
+        default_max_tokens: int = DEFAULT_MAX_TOKENS,
+    ) -> None:
+        if not api_key and not base_url:
+            raise ConfigError("anthropic: no API key: set ANTHROPIC_API_KEY")
+        self.model = model
+        self._retry = retry or RetryPolicy()
+        self._default_max_tokens = default_max_tokens
+        # max_retries=0: retry.py is the only retry loop.
+        self._client = anthropic.AsyncAnthropic(
+            api_key=api_key or PLACEHOLDER_KEY,
+            base_url=base_url,
+            max_retries=0,
+            timeout=timeout,
+        )
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+        config: GenerationConfig | None = None,
+        on_text: TextCallback | None = None,
+    ) -> ModelTurn:
+        request = self._request(messages, system, tools, config or GenerationConfig())
+        streamed = False
+
+        async def attempt() -> ModelTurn:
+            nonlocal streamed
+            if on_text is None:
+                return self._turn(await self._client.messages.create(**request))
+            async with self._client.messages.stream(**request) as stream:
+                async for event in stream:
+                    if event.type == "text" and event.text:
+                        streamed = True
+                        await on_text(event.text)
+                return self._turn(await stream.get_final_message())
+
+        return await call_with_retries(
+            attempt, policy=self._retry, classify=classify_error, committed=lambda: streamed
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    def _request(
+        self,
+        messages: Sequence[Message],
+        system: str | None,
+        tools: Sequence[ToolSpec],
+        config: GenerationConfig,
+    ) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "model": self.model,
+            "messages": to_anthropic_messages(messages),
+            "max_tokens": config.max_output_tokens or self._default_max_tokens,
+        }
+        if system:
+            request["system"] = system
+        if tools:
+            request["tools"] = [
+                {"name": t.name, "description": t.description, "input_schema": t.parameters}
+                for t in tools
+            ]
+        # Recent SDKs dropped the sampling keywords; the API still reads them from the body
+        # for models that support them, so they travel as extra body fields.
+        sampling = {"temperature": config.temperature, "top_p": config.top_p}
+        extra = {k: v for k, v in sampling.items() if v is not None}
+        if extra:
+            request["extra_body"] = extra
+        if config.stop:
+            request["stop_sequences"] = list(config.stop)
+        if config.response_schema is not None:
+            request["output_config"] = {
+                "format": {"type": "json_schema", "schema": config.response_schema}
+            }
+        # `seed` has no Anthropic equivalent; it is ignored.
+        return request
+
+    def _turn(self, message: Any) -> ModelTurn:
+        text: list[str] = []
+        thoughts: list[str] = []
+        thinking_blocks: list[dict[str, Any]] = []
+        calls: list[ToolCall] = []
+        seen: set[str] = set()
+        for block in message.content:
+            if block.type == "text":
+                text.append(block.text)
+            elif block.type == "tool_use":
+                arguments = block.input if isinstance(block.input, dict) else {}
+                calls.append(
+                    ToolCall(
+                        id=unique_id(block.id, seen, "toolu"),
+                        name=block.name,
+                        arguments=dict(arguments),
+                    )
+                )
+            elif block.type == "thinking":
+                thoughts.append(block.thinking)
+                thinking_blocks.append(
+                    {"type": "thinking", "thinking": block.thinking, "signature": block.signature}
+                )
+            elif block.type == "redacted_thinking":
+                thinking_blocks.append({"type": "redacted_thinking", "data": block.data})
+        return ModelTurn(
+            text="".join(text),
+            tool_calls=calls,
+            thought="\n".join(thoughts) or None,
+            usage=usage_from_anthropic(message.usage),
+            stop_reason=message.stop_reason or "end_turn",
+            model=message.model or self.model,
+            # The thinking blocks go back verbatim (signatures and redacted data included):
+            # Anthropic checks them when a tool-use turn continues.
+            thought_signature=json.dumps(thinking_blocks) if thinking_blocks else None,
+        )
+
+
+def to_anthropic_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """Neutral messages -> alternating user/assistant turns; tool results become tool_result
+    blocks in the next user turn (consecutive ones merged, as the API requires)."""
+    out: list[dict[str, Any]] = []
+
+    def add(role: str, blocks: list[dict[str, Any]]) -> None:
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+
+    for m in messages:
+        if m.role == "user":
+            add("user", [{"type": "text", "text": m.content}])
+        elif m.role == "tool":
+            add(
+                "user",
+                [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": m.tool_call_id or "",
+                        "content": m.content,
+                        "is_error": m.is_error,
+                    }
+                ],
+            )
+        else:
+            blocks = _thinking_blocks(m)
+            if m.content:
+                blocks.append({"type": "text", "text": m.content})
+            blocks += [
+                {"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments}
+                for c in m.tool_calls
+            ]
+            add("assistant", blocks or [{"type": "text", "text": "(no output)"}])
+    return out
+
+
+def _thinking_blocks(m: Message) -> list[dict[str, Any]]:
+    if m.thought_signature:
+        try:
+            blocks = json.loads(m.thought_signature)
+        except json.JSONDecodeError:
+            blocks = None
+        if isinstance(blocks, list) and all(isinstance(b, dict) for b in blocks):
+            return list(blocks)
+        if m.thought:
+            return [{"type": "thinking", "thinking": m.thought, "signature": m.thought_signature}]
+    # A thought without a signature cannot be sent back as thinking: Anthropic rejects it.
+    return []
+
+
+def usage_from_anthropic(usage: Any) -> Usage:
+    if usage is None:
+        return Usage()
+    read = usage.cache_read_input_tokens or 0
+    created = usage.cache_creation_input_tokens or 0
+    details = getattr(usage, "output_tokens_details", None)
+    thinking = (getattr(details, "thinking_tokens", 0) or 0) if details is not None else 0
+    output = usage.output_tokens or 0
+    return Usage(
+        input_tokens=(usage.input_tokens or 0) + read + created,
+        output_tokens=max(0, output - thinking),
+        thought_tokens=thinking,
+        cached_tokens=read,
+    )
+
+
+def classify_error(exc: Exception) -> Failure | None:
+    if isinstance(exc, anthropic.APIStatusError):
+        return status_failure(
+            "anthropic", exc.status_code, _detail(exc), parse_retry_after(exc.response.headers)
+        )
+    if isinstance(exc, anthropic.APIConnectionError):
+        return connection_failure("anthropic", exc.__cause__ or exc)
+    if isinstance(exc, anthropic.AnthropicError):
+        return Failure(ProviderError(one_line(f"anthropic: {exc}")), retryable=False)
+    return None
+
+
+def _detail(exc: anthropic.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+        if isinstance(body.get("message"), str):
+            return str(body["message"])
+    return exc.message
