@@ -4,6 +4,7 @@ Hierarchy::
 
     CorralError
     ├── ConfigError          settings, missing model key, bad provider string
+    ├── StoreUnavailable     the database does not answer
     ├── AgentSpecError       an agent spec that does not validate (file, field, reason)
     ├── NotFound             an interaction, agent, artifact, sandbox (or another tenant's)
     ├── Conflict             state does not allow the operation
@@ -34,6 +35,11 @@ class CorralError(Exception):
 class ConfigError(CorralError):
     code = "invalid_config"
     http_status = 400
+
+
+class StoreUnavailable(CorralError):
+    code = "store_unavailable"
+    http_status = 503
 
 
 class AgentSpecError(CorralError):

@@ -12,7 +12,9 @@ def configure_logging(fmt: str = "auto", level: str = "warning") -> None:
     lvl = getattr(logging, level.upper(), logging.WARNING)
     pretty = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer(colors=False) if pretty else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer(colors=False)
+        if pretty
+        else structlog.processors.JSONRenderer()
     )
     structlog.configure(
         processors=[

@@ -54,12 +54,12 @@ class SandboxSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     image: str = "corral/base"
-    cpus: float = Field(1.0, gt=0, le=64)
-    memory: int = Field(1024**3, description="bytes; swap is not allowed beyond this")
-    pids: int = Field(256, ge=16, le=65536)
-    disk: int = Field(1024**3, description="bytes of writable /workspace")
-    tmp_size: int = Field(256 * 1024**2, description="bytes of the /tmp tmpfs")
-    output_limit: int = Field(1024**2, description="bytes of stdout+stderr kept per exec")
+    cpus: float = Field(default=1.0, gt=0, le=64)
+    memory: int = Field(default=1024**3, description="bytes; swap is not allowed beyond this")
+    pids: int = Field(default=256, ge=16, le=65536)
+    disk: int = Field(default=1024**3, description="bytes of writable /workspace")
+    tmp_size: int = Field(default=256 * 1024**2, description="bytes of the /tmp tmpfs")
+    output_limit: int = Field(default=1024**2, description="bytes of stdout+stderr kept per exec")
     network: Network = "none"
     allowlist: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)
@@ -67,7 +67,7 @@ class SandboxSpec(BaseModel):
     workdir: str = "/workspace"
     runtime: OciRuntime = "runc"
     labels: dict[str, str] = Field(default_factory=dict)
-    idle_ttl: float | None = Field(900.0, description="seconds idle before reaping; None = never")
+    idle_ttl: float | None = Field(default=900.0, description="seconds idle before reaping; None = never")
 
     @field_validator("memory", "disk", "tmp_size", "output_limit", mode="before")
     @classmethod

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+
+import structlog
 import typer
 
 from runtime.logs import configure_logging
@@ -24,12 +27,27 @@ def _root() -> None:
 
 def _register() -> None:
     # Imported here so `corral --help` stays one obvious place listing every group.
-    from runtime.cli import doctor, images
+    from runtime.cli import agents, doctor, images, run, runs, sandbox
 
+    app.command("run")(run.run)
+    app.add_typer(runs.app, name="runs")
+    app.add_typer(agents.app, name="agents")
+    app.add_typer(sandbox.app, name="sandbox")
     app.add_typer(images.app, name="images")
     app.command("doctor")(doctor.doctor)
 
 
+_register()
+
+
 def main() -> None:
-    _register()
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:
+        print("corral: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # last line of defence: one line, never a traceback
+        structlog.get_logger("corral.cli").debug("cli.crashed", exc_info=True)
+        print(f"corral: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("corral: rerun with CORRAL_LOG_LEVEL=debug for details", file=sys.stderr)
+        sys.exit(1)

@@ -20,7 +20,9 @@ from sandbox.errors import SandboxError
 from sandbox.spec import SandboxSpec
 
 T = TypeVar("T")
-app = typer.Typer(help="Sandboxes without an agent (for scripts and gateways).", no_args_is_help=True)
+app = typer.Typer(
+    help="Sandboxes without an agent (for scripts and gateways).", no_args_is_help=True
+)
 CHUNK = 1024 * 1024
 
 
@@ -37,15 +39,26 @@ def create(
     memory: Annotated[str, typer.Option(help="Memory limit, e.g. 1g.")] = "1g",
     disk: Annotated[str, typer.Option(help="Size of the writable /workspace.")] = "1g",
     network: Annotated[str, typer.Option(help="none | open")] = "none",
-    ttl: Annotated[float, typer.Option(help="Idle seconds before `corral sandbox gc` removes it.")] = 3600,
-    runtime: Annotated[str, typer.Option(help="runc | runsc (gVisor; fails when missing).")] = "runc",
+    ttl: Annotated[
+        float, typer.Option(help="Idle seconds before `corral sandbox gc` removes it.")
+    ] = 3600,
+    runtime: Annotated[
+        str, typer.Option(help="runc | runsc (gVisor; fails when missing).")
+    ] = "runc",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Create a sandbox and print its id; it stays until `rm` or its idle TTL."""
     try:
         spec = SandboxSpec.model_validate(
-            {"image": image, "cpus": cpus, "memory": memory, "disk": disk, "network": network,
-             "idle_ttl": ttl, "runtime": runtime}
+            {
+                "image": image,
+                "cpus": cpus,
+                "memory": memory,
+                "disk": disk,
+                "network": network,
+                "idle_ttl": ttl,
+                "runtime": runtime,
+            }
         )
     except ValueError as exc:
         fail(f"invalid sandbox options: {_first_error(exc)}", EXIT_USAGE)
@@ -76,9 +89,15 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
             rows = []
             for h in await backend.list():
                 st = await backend.status(h.id)
-                rows.append({"id": h.id, "image": h.spec.image, "state": st.reason(),
-                             "role": h.labels.get("corral.role", "sandbox"),
-                             "network": h.spec.network})
+                rows.append(
+                    {
+                        "id": h.id,
+                        "image": h.spec.image,
+                        "state": st.reason(),
+                        "role": h.labels.get("corral.role", "sandbox"),
+                        "network": h.spec.network,
+                    }
+                )
             return rows
         finally:
             await backend.aclose()
@@ -97,7 +116,9 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 def exec_(
     sandbox_id: Annotated[str, typer.Argument(help="Sandbox id.")],
     command: Annotated[list[str], typer.Argument(help="Command (after --).")],
-    timeout: Annotated[float | None, typer.Option(help="Seconds before the command is killed.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds before the command is killed.")
+    ] = None,
     cwd: Annotated[str | None, typer.Option(help="Working directory inside the workspace.")] = None,
 ) -> None:
     """Run a command, streaming its output; exits with the command's exit code."""

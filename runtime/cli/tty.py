@@ -25,7 +25,7 @@ def interactive_shell(backend: DockerBackend, sandbox_id: str) -> int:
     try:
         exec_id = api.exec_create(
             handle.container_id,
-            ["/bin/bash", "-l"] ,
+            ["/bin/bash", "-l"],
             stdin=True,
             tty=True,
             user=SANDBOX_USER,

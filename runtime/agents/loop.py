@@ -1,0 +1,288 @@
+"""The agent loop: model turn -> tool calls in the sandbox -> results -> model turn ...
+
+Every model turn and tool call becomes step events (through `Recorder`) as it happens. The loop
+returns a status; limits end it with `budget_exceeded` naming the limit. Cancellation is plain
+asyncio cancellation: it propagates into the tool call in flight (which kills the process
+group inside the sandbox) and the caller records the status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.agents.tools import Toolbox
+from runtime.agents.truncate import fit_context
+from runtime.events import EventBus
+from runtime.providers.base import (
+    GenerationConfig,
+    Message,
+    ModelProvider,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+
+OUTPUT_FLUSH_SECONDS = 0.25
+OUTPUT_FLUSH_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_steps: int = 30
+    max_tool_calls: int = 100
+    max_total_tokens: int | None = None
+    timeout: float | None = 1800.0
+    context_tokens: int = 100_000
+
+
+@dataclass
+class LoopResult:
+    status: str
+    """completed | requires_action | budget_exceeded."""
+    usage: Usage
+    errors: list[dict[str, str]] = field(default_factory=list)
+    steps: int = 0
+    tool_calls: int = 0
+
+
+class Recorder:
+    """Turns steps into `step.start` / `step.delta` / `step.stop` events with running indices."""
+
+    def __init__(self, bus: EventBus, interaction_id: str, *, next_index: int = 0) -> None:
+        self.bus = bus
+        self.interaction_id = interaction_id
+        self.next_index = next_index
+
+    async def start(self, step: dict[str, Any]) -> int:
+        index = self.next_index
+        self.next_index += 1
+        await self.bus.emit(self.interaction_id, "step.start", {"index": index, "step": step})
+        return index
+
+    async def delta(self, index: int, delta: dict[str, Any]) -> None:
+        await self.bus.emit(self.interaction_id, "step.delta", {"index": index, "delta": delta})
+
+    async def stop(self, index: int, usage: dict[str, Any] | None = None) -> None:
+        payload: dict[str, Any] = {"index": index}
+        if usage:
+            payload["usage"] = usage
+        await self.bus.emit(self.interaction_id, "step.stop", payload)
+
+    async def step(self, step: dict[str, Any]) -> int:
+        index = await self.start(step)
+        await self.stop(index)
+        return index
+
+    async def emit(self, event_type: str, payload: dict[str, Any]) -> None:
+        await self.bus.emit(self.interaction_id, event_type, payload)
+
+
+class AgentLoop:
+    def __init__(
+        self,
+        provider: ModelProvider,
+        recorder: Recorder,
+        *,
+        toolbox: Toolbox | None = None,
+        client_tools: Sequence[ToolSpec] = (),
+        system: str | None = None,
+        limits: Limits = Limits(),
+        config: GenerationConfig | None = None,
+        after_tool: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.provider = provider
+        self.rec = recorder
+        self.toolbox = toolbox
+        self.client_tools = list(client_tools)
+        self.system = system
+        self.limits = limits
+        self.config = config
+        self.after_tool = after_tool
+        self.usage = Usage()
+        self.steps = 0
+        self.tool_calls = 0
+
+    @property
+    def tool_specs(self) -> list[ToolSpec]:
+        return [*(self.toolbox.specs if self.toolbox else []), *self.client_tools]
+
+    def _result(self, status: str, errors: list[dict[str, str]] | None = None) -> LoopResult:
+        return LoopResult(status, self.usage, errors or [], self.steps, self.tool_calls)
+
+    def _budget(self, limit: str, message: str) -> LoopResult:
+        return self._result(
+            "budget_exceeded", [{"code": "budget_exceeded", "limit": limit, "message": message}]
+        )
+
+    async def run(self, messages: list[Message]) -> LoopResult:
+        """Advance the conversation in place until the model stops, a limit hits, or the model
+        calls a client-side function (`requires_action`)."""
+        client_names = {t.name for t in self.client_tools}
+        while True:
+            if self.steps >= self.limits.max_steps:
+                return self._budget("max_steps", f"max_steps ({self.limits.max_steps}) reached")
+            self.steps += 1
+            turn = await self._model_turn(messages)
+            messages.append(turn.to_message())
+            if self.limits.max_total_tokens and self.usage.total > self.limits.max_total_tokens:
+                return self._budget(
+                    "max_total_tokens",
+                    f"max_total_tokens ({self.limits.max_total_tokens}) exceeded: {self.usage.total} used",
+                )
+            if not turn.tool_calls:
+                return self._result("completed")
+            pending_client = [c for c in turn.tool_calls if c.name in client_names]
+            for call in turn.tool_calls:
+                if call.name in client_names:
+                    await self.rec.step(_call_step(call))
+                    continue
+                self.tool_calls += 1
+                if self.tool_calls > self.limits.max_tool_calls:
+                    return self._budget(
+                        "max_tool_calls", f"max_tool_calls ({self.limits.max_tool_calls}) reached"
+                    )
+                messages.append(await self._server_call(call))
+            if pending_client:
+                return self._result("requires_action")
+
+    async def _model_turn(self, messages: list[Message]) -> Any:
+        index: int | None = None
+
+        async def on_text(text: str) -> None:
+            nonlocal index
+            if not text:
+                return
+            if index is None:
+                index = await self.rec.start({"type": "model_output", "content": []})
+            await self.rec.delta(index, {"type": "text", "text": text})
+
+        window = fit_context(messages, self.limits.context_tokens)
+        turn = await self.provider.complete(
+            window, system=self.system, tools=self.tool_specs, config=self.config, on_text=on_text
+        )
+        self.usage = self.usage + turn.usage
+        step_usage = usage_dict(turn.usage)
+        if turn.thought:
+            thought: dict[str, Any] = {
+                "type": "thought",
+                "summary": [{"type": "text", "text": turn.thought}],
+            }
+            if turn.thought_signature:
+                thought["signature"] = turn.thought_signature
+            await self.rec.step(thought)
+        if index is None and turn.text:
+            index = await self.rec.start(
+                {"type": "model_output", "content": [{"type": "text", "text": turn.text}]}
+            )
+        if index is not None:
+            await self.rec.stop(index, step_usage)
+        await self.rec.emit(
+            "interaction.status_update",
+            {
+                "interaction_id": self.rec.interaction_id,
+                "status": "in_progress",
+                "usage": usage_dict(self.usage),
+            },
+        )
+        return turn
+
+    async def _server_call(self, call: ToolCall) -> Message:
+        assert self.toolbox is not None
+        index = await self.rec.start(_call_step(call))
+        out = _OutputForwarder(self.rec, index)
+        try:
+            outcome = await self.toolbox.call(call.name, call.arguments, on_output=out.write)
+        finally:
+            await out.close()
+        await self.rec.stop(index)
+        await self.rec.step(
+            {
+                "type": "function_result",
+                "call_id": call.id,
+                "name": call.name,
+                "result": outcome.text,
+                "is_error": outcome.is_error,
+            }
+        )
+        if self.after_tool is not None:
+            await self.after_tool()
+        return Message(
+            role="tool",
+            content=outcome.text,
+            tool_call_id=call.id,
+            name=call.name,
+            is_error=outcome.is_error,
+        )
+
+
+def _call_step(call: ToolCall) -> dict[str, Any]:
+    step: dict[str, Any] = {
+        "type": "function_call",
+        "id": call.id,
+        "name": call.name,
+        "arguments": call.arguments,
+    }
+    if call.thought_signature:
+        step["signature"] = call.thought_signature
+    return step
+
+
+def usage_dict(u: Usage) -> dict[str, int]:
+    """Interactions-style usage."""
+    return {
+        "total_input_tokens": u.input_tokens,
+        "total_output_tokens": u.output_tokens,
+        "total_thought_tokens": u.thought_tokens,
+        "total_cached_tokens": u.cached_tokens,
+        "total_tool_use_tokens": 0,
+        "total_tokens": u.total,
+    }
+
+
+class _OutputForwarder:
+    """Live exec output as `step.delta` events, coalesced so a chatty command costs a few
+    events per second rather than one per chunk (and never blocks the RPC reader)."""
+
+    def __init__(self, rec: Recorder, index: int) -> None:
+        self.rec = rec
+        self.index = index
+        self.buf: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+        self.task: asyncio.Task[None] | None = None
+        self.wake = asyncio.Event()
+        self.closed = False
+
+    def write(self, stream: str, data: bytes) -> None:
+        buf = self.buf.setdefault(stream, bytearray())
+        if len(buf) < 4 * OUTPUT_FLUSH_BYTES:  # live view only needs a window, not everything
+            buf += data
+        if self.task is None:
+            self.task = asyncio.create_task(self._run())
+        if len(buf) >= OUTPUT_FLUSH_BYTES:
+            self.wake.set()
+
+    async def _run(self) -> None:
+        while not self.closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), OUTPUT_FLUSH_SECONDS)
+            self.wake.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        for stream, buf in self.buf.items():
+            if buf:
+                text = buf.decode("utf-8", errors="replace")
+                buf.clear()
+                await self.rec.delta(
+                    self.index, {"type": "tool_output", "stream": stream, "text": text}
+                )
+
+    async def close(self) -> None:
+        self.closed = True
+        if self.task is not None:
+            self.wake.set()  # let the writer finish its flush rather than cut a store write
+            await self.task
+        await self._flush()

@@ -1,0 +1,183 @@
+"""`corral runs …` — what ran: list, show, logs [--follow], artifacts, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from runtime.cli.common import EXIT_USAGE, console, fail
+from runtime.cli.render import EventPrinter
+from runtime.errors import CorralError
+from runtime.events import TERMINAL_EVENT
+from runtime.settings import Settings
+from runtime.steps import materialize
+from runtime.store.sql import SqlStore, open_store
+from runtime.views import interaction_view
+from sandbox.backends.docker import DockerBackend
+from sandbox.errors import SandboxError
+
+app = typer.Typer(help="Past and running agent runs.", no_args_is_help=True)
+TENANT = "local"
+FOLLOW_POLL = 0.3
+
+
+async def _store() -> SqlStore:
+    settings = Settings.from_env()
+    settings.ensure_dirs()
+    return await open_store(settings)
+
+
+def _go(coro: object) -> object:
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except CorralError as exc:
+        fail(str(exc), EXIT_USAGE if exc.http_status == 404 else 1)
+    except SandboxError as exc:
+        fail(str(exc))
+
+
+@app.command("list")
+def list_(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List runs, newest first."""
+
+    async def go() -> list[dict[str, object]]:
+        store = await _store()
+        try:
+            recs = await store.list_interactions(TENANT, limit=limit, status=status)
+            return [interaction_view(r, []) | {"input": r.input} for r in recs]
+        finally:
+            await store.aclose()
+
+    rows = _go(go())
+    assert isinstance(rows, list)
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table("id", "status", "agent", "model", "created", "task")
+    for r in rows:
+        table.add_row(
+            r["id"],
+            r["status"],
+            r.get("agent") or "",
+            r.get("model") or "",
+            r["created"],
+            str(r.get("input"))[:50],
+        )
+    console.print(table)
+
+
+@app.command()
+def show(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
+    """Print a run as JSON (the Interactions view, with all steps)."""
+
+    async def go() -> dict[str, object]:
+        store = await _store()
+        try:
+            rec = await store.get_interaction(TENANT, run_id)
+            steps = materialize(await store.list_events(run_id))
+            view = interaction_view(rec, steps, include_input=True)
+            view["artifacts"] = [
+                {"path": a.path, "size": a.size, "sha256": a.sha256, "media_type": a.media_type}
+                for a in await store.list_artifacts(run_id)
+            ]
+            return view
+        finally:
+            await store.aclose()
+
+    print(json.dumps(_go(go()), indent=2))
+
+
+@app.command()
+def logs(
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep following until the run ends.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Replay a run's events (and follow a live one, also from another process)."""
+
+    async def go() -> None:
+        store = await _store()
+        printer = EventPrinter(console, as_json=as_json)
+        try:
+            await store.get_interaction(TENANT, run_id)
+            last = 0
+            while True:
+                for ev in await store.list_events(run_id, after=last):
+                    last = ev.event_id
+                    printer(ev)
+                    if ev.event_type == TERMINAL_EVENT:
+                        return
+                if not follow:
+                    return
+                await asyncio.sleep(FOLLOW_POLL)
+        finally:
+            await store.aclose()
+
+    _go(go())
+
+
+@app.command()
+def artifacts(
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    download: Annotated[
+        Path | None, typer.Option("--download", "-d", help="Copy them into this folder.")
+    ] = None,
+) -> None:
+    """List (or download) the files a run produced."""
+
+    async def go() -> list[object]:
+        store = await _store()
+        try:
+            await store.get_interaction(TENANT, run_id)
+            return list(await store.list_artifacts(run_id))
+        finally:
+            await store.aclose()
+
+    from runtime.artifacts import safe_relpath
+    from runtime.store.base import ArtifactRecord
+
+    arts = _go(go())
+    assert isinstance(arts, list)
+    table = Table("path", "size", "media type", "sha256")
+    for a in arts:
+        assert isinstance(a, ArtifactRecord)
+        table.add_row(a.path, str(a.size), a.media_type, a.sha256[:16])
+        if download is not None:
+            target = download.joinpath(*safe_relpath(a.path).parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(a.stored_path, target)
+    console.print(table)
+
+
+@app.command()
+def delete(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
+    """Delete a run: its events, artifacts (files too) and its sandbox."""
+
+    async def go() -> None:
+        settings = Settings.from_env()
+        store = await _store()
+        backend = DockerBackend(settings.home)
+        try:
+            rec = await store.get_interaction(TENANT, run_id)
+            if rec.sandbox_id:
+                await backend.destroy(rec.sandbox_id)
+            await store.delete_interaction(TENANT, run_id)
+            shutil.rmtree(settings.artifacts_dir / run_id, ignore_errors=True)
+        finally:
+            await backend.aclose()
+            await store.aclose()
+
+    _go(go())
+    print(f"deleted {run_id}")

@@ -1,0 +1,120 @@
+"""Run events: persisted first, then fanned out live.
+
+Every event a run produces is appended to the store (which assigns the monotonic `event_id`)
+and then published on the in-process `EventBus`. A subscriber replays from the store after the
+id it has seen and then follows live. Each live subscriber has a bounded queue: one that falls
+behind is not buffered without limit — it is marked lagging and catches up from the store, so a
+stalled client can never grow controller memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.store.base import EventRecord, Store
+
+TERMINAL_EVENT = "interaction.completed"
+QUEUE_LIMIT = 256
+
+
+@dataclass(eq=False)  # identity semantics: subscribers live in a set
+class _Subscriber:
+    queue: asyncio.Queue[EventRecord] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    lagging: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class EventBus:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._subs: dict[str, set[_Subscriber]] = defaultdict(set)
+        self._finished: set[str] = set()
+
+    async def emit(
+        self, interaction_id: str, event_type: str, payload: dict[str, Any]
+    ) -> EventRecord:
+        """Persist, then publish. Returns the stored record (with its event_id)."""
+        rec = await self.store.append_event(interaction_id, event_type, payload)
+        self.publish(rec)
+        return rec
+
+    def publish(self, rec: EventRecord) -> None:
+        for sub in self._subs.get(rec.interaction_id, ()):
+            if sub.lagging:
+                continue
+            try:
+                sub.queue.put_nowait(rec)
+            except asyncio.QueueFull:
+                sub.lagging = True  # it will re-read from the store
+            sub.wake.set()
+
+    def finish(self, interaction_id: str) -> None:
+        """No more events will come for this interaction (wakes subscribers so they can end)."""
+        self._finished.add(interaction_id)
+        for sub in self._subs.get(interaction_id, ()):
+            sub.wake.set()
+
+    async def subscribe(
+        self, interaction_id: str, *, after: int = 0, heartbeat: float | None = None
+    ) -> AsyncIterator[EventRecord | None]:
+        """Events with id > `after`, replayed then live, ending after the terminal event.
+
+        With `heartbeat`, yields None when nothing happened for that many seconds (keep-alive).
+        """
+        sub = _Subscriber()
+        self._subs[interaction_id].add(sub)
+        last = after
+        try:
+            while True:
+                # Catch up from the store (first pass, and whenever we fell behind).
+                sub.lagging = False
+                _drain(sub.queue)
+                for rec in await self.store.list_events(interaction_id, after=last):
+                    last = rec.event_id
+                    yield rec
+                    if rec.event_type == TERMINAL_EVENT:
+                        return
+                if interaction_id in self._finished:
+                    return
+                while not sub.lagging:
+                    if sub.queue.empty():
+                        sub.wake.clear()
+                        if interaction_id in self._finished:
+                            break
+                        try:
+                            await asyncio.wait_for(sub.wake.wait(), heartbeat)
+                        except TimeoutError:
+                            yield None
+                        continue
+                    rec = sub.queue.get_nowait()
+                    if rec.event_id <= last:
+                        continue
+                    if rec.event_id != last + 1:
+                        sub.lagging = True  # a gap: re-read from the store
+                        break
+                    last = rec.event_id
+                    yield rec
+                    if rec.event_type == TERMINAL_EVENT:
+                        return
+                if interaction_id in self._finished and not sub.lagging:
+                    # Final catch-up so nothing persisted after our last read is missed.
+                    for rec in await self.store.list_events(interaction_id, after=last):
+                        last = rec.event_id
+                        yield rec
+                    return
+        finally:
+            self._subs[interaction_id].discard(sub)
+            if not self._subs[interaction_id]:
+                del self._subs[interaction_id]
+
+    def subscriber_count(self, interaction_id: str) -> int:
+        return len(self._subs.get(interaction_id, ()))
+
+
+def _drain(q: asyncio.Queue[EventRecord]) -> None:
+    while not q.empty():
+        q.get_nowait()

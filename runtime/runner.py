@@ -1,0 +1,286 @@
+"""The Runner: one place that turns a request into a managed agent run.
+
+create() records the interaction and its first events; start() runs it as an asyncio task:
+take a sandbox (warm pool, or the previous interaction's sandbox for a follow-up), run the
+agent loop, collect artifacts, finish with a status. Everything is written to the store as it
+happens, so nothing is lost if the process dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from runtime.agents.loop import AgentLoop, Limits, LoopResult, Recorder, usage_dict
+from runtime.agents.prompt import system_prompt
+from runtime.agents.spec import AgentSpec
+from runtime.agents.tools import Toolbox
+from runtime.artifacts import ArtifactCollector
+from runtime.errors import CorralError, NotFound
+from runtime.events import EventBus
+from runtime.ids import new_id
+from runtime.providers.base import GenerationConfig, Message, ModelProvider, Usage
+from runtime.providers.registry import make_provider
+from runtime.settings import Settings
+from runtime.steps import materialize, to_messages
+from runtime.store.base import InteractionRecord, Store
+from runtime.views import interaction_view
+from sandbox.api import Sandbox
+from sandbox.backends.base import Backend
+from sandbox.errors import SandboxError
+from sandbox.pool import WarmPool, copy_in
+from sandbox.spec import DataMount
+
+log = structlog.get_logger("corral.runner")
+TERMINAL = {"completed", "failed", "cancelled", "budget_exceeded", "incomplete", "requires_action"}
+ProviderFactory = Callable[..., ModelProvider]
+
+
+@dataclass
+class RunOptions:
+    keep_sandbox: bool = True
+    """Keep the sandbox after the run for follow-ups (removed after its idle TTL)."""
+    model: str | None = None
+    max_steps: int | None = None
+    max_tool_calls: int | None = None
+    max_total_tokens: int | None = None
+    timeout: float | None = None
+    image: str | None = None
+
+
+class Runner:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        bus: EventBus,
+        backend: Backend,
+        *,
+        pool: WarmPool | None = None,
+        provider_factory: ProviderFactory = make_provider,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.bus = bus
+        self.backend = backend
+        self.pool = pool
+        self.provider_factory = provider_factory
+        self.tasks: dict[str, asyncio.Task[InteractionRecord]] = {}
+
+    # -- creating -------------------------------------------------------------------------
+    async def create(
+        self,
+        agent: AgentSpec,
+        task: str,
+        *,
+        tenant: str = "local",
+        options: RunOptions | None = None,
+        previous_interaction_id: str | None = None,
+        background: bool = False,
+    ) -> InteractionRecord:
+        opts = options or RunOptions()
+        if previous_interaction_id:
+            await self.store.get_interaction(tenant, previous_interaction_id)  # NotFound early
+        model = opts.model or agent.model
+        rec = InteractionRecord(
+            id=new_id("int"),
+            tenant=tenant,
+            agent=agent.name,
+            model=model,
+            input=task,
+            previous_interaction_id=previous_interaction_id,
+            config={"agent_spec": agent.model_dump(mode="json"), "options": opts.__dict__},
+            output_dir=agent.output_dir,
+            background=background,
+        )
+        rec = await self.store.create_interaction(rec)
+        await self.bus.emit(
+            rec.id, "interaction.created", {"interaction": interaction_view(rec, [])}
+        )
+        rec_ = Recorder(self.bus, rec.id)
+        await rec_.step({"type": "user_input", "content": [{"type": "text", "text": task}]})
+        return rec
+
+    def start(self, rec: InteractionRecord) -> asyncio.Task[InteractionRecord]:
+        task = asyncio.create_task(self._execute(rec), name=f"run-{rec.id}")
+        self.tasks[rec.id] = task
+        task.add_done_callback(lambda _t: self.tasks.pop(rec.id, None))
+        return task
+
+    async def run(self, rec: InteractionRecord) -> InteractionRecord:
+        return await self.start(rec)
+
+    async def cancel(self, tenant: str, interaction_id: str) -> InteractionRecord:
+        await self.store.get_interaction(tenant, interaction_id)  # NotFound for other tenants
+        task = self.tasks.get(interaction_id)
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        return await self.store.get_interaction(tenant, interaction_id)
+
+    # -- executing ------------------------------------------------------------------------
+    async def _execute(self, rec: InteractionRecord) -> InteractionRecord:
+        spec = AgentSpec.from_dict(rec.config["agent_spec"], source=f"agent of {rec.id}")
+        opts = RunOptions(**rec.config.get("options", {}))
+        limits = Limits(
+            max_steps=opts.max_steps or spec.limits.max_steps,
+            max_tool_calls=opts.max_tool_calls or spec.limits.max_tool_calls,
+            max_total_tokens=opts.max_total_tokens or spec.limits.max_total_tokens,
+            timeout=opts.timeout or spec.limits.timeout,
+        )
+        sandbox: Sandbox | None = None
+        provider: ModelProvider | None = None
+        recorder = Recorder(self.bus, rec.id, next_index=1)
+        result: LoopResult | None = None
+        status, errors = "failed", [{"code": "internal", "message": "run did not finish"}]
+        usage = Usage()
+        try:
+            provider = self.provider_factory(rec.model or "", base_url=spec.base_url)
+            history = await self._history(rec)
+            sandbox = await self._sandbox(rec, spec, opts)
+            await self.store.update_interaction(rec.tenant, rec.id, sandbox_id=sandbox.id)
+            await sandbox.files.mkdir(spec.output_dir)
+            collector = ArtifactCollector(
+                store=self.store,
+                bus=self.bus,
+                interaction_id=rec.id,
+                sandbox=sandbox,
+                output_dir=spec.output_dir,
+                dest_root=self.settings.artifacts_dir,
+            )
+            skills = await _install_skills(sandbox, spec)
+            toolbox = Toolbox(sandbox, spec.builtin_tools())
+            loop = AgentLoop(
+                provider,
+                recorder,
+                toolbox=toolbox,
+                system=system_prompt(
+                    spec, skills=skills, data=[m.target for m in sandbox.spec.data]
+                ),
+                limits=limits,
+                config=GenerationConfig(
+                    temperature=spec.generation.temperature,
+                    max_output_tokens=spec.generation.max_output_tokens,
+                ),
+                after_tool=collector.scan,
+            )
+            messages = [*history, Message(role="user", content=str(rec.input))]
+            try:
+                async with asyncio.timeout(limits.timeout):
+                    result = await loop.run(messages)
+            except TimeoutError:
+                result = loop._budget(
+                    "timeout", f"wall-clock timeout ({limits.timeout:g}s) reached"
+                )
+            finally:
+                usage = loop.usage
+            with contextlib.suppress(SandboxError):
+                await collector.scan()
+            status, errors = result.status, result.errors
+        except asyncio.CancelledError:
+            status, errors = (
+                "cancelled",
+                [{"code": "cancelled", "message": "the run was cancelled"}],
+            )
+            opts.keep_sandbox = False
+        except SandboxError as exc:
+            status, errors = "failed", [{"code": f"sandbox_{exc.reason}", "message": str(exc)}]
+        except CorralError as exc:
+            status, errors = "failed", [{"code": exc.code, "message": str(exc)}]
+        except Exception as exc:  # the run fails with a reason; the controller stays up
+            log.exception("run.crashed", interaction=rec.id)
+            status, errors = (
+                "failed",
+                [{"code": "internal", "message": f"{type(exc).__name__}: {exc}"}],
+            )
+        finally:
+            final = await asyncio.shield(
+                self._finish(rec, status, errors, usage, sandbox, provider, opts)
+            )
+        return final
+
+    async def _finish(
+        self,
+        rec: InteractionRecord,
+        status: str,
+        errors: list[dict[str, str]],
+        usage: Usage,
+        sandbox: Sandbox | None,
+        provider: ModelProvider | None,
+        opts: RunOptions,
+    ) -> InteractionRecord:
+        if sandbox is not None:
+            with contextlib.suppress(Exception):
+                if opts.keep_sandbox and status not in ("cancelled",):
+                    await sandbox.close()
+                else:
+                    await sandbox.destroy()
+                    await self.store.update_interaction(rec.tenant, rec.id, sandbox_id=None)
+        if provider is not None:
+            with contextlib.suppress(Exception):
+                await provider.aclose()
+        final = await self.store.update_interaction(
+            rec.tenant, rec.id, status=status, errors=errors, usage=usage_dict(usage)
+        )
+        for err in errors:
+            await self.bus.emit(
+                rec.id, "error", {"error": {"code": err["code"], "message": err["message"]}}
+            )
+        steps = materialize(await self.store.list_events(rec.id))
+        await self.bus.emit(
+            rec.id, "interaction.completed", {"interaction": interaction_view(final, steps)}
+        )
+        self.bus.finish(rec.id)
+        log.info("run.finished", interaction=rec.id, status=status)
+        return final
+
+    async def _history(self, rec: InteractionRecord) -> list[Message]:
+        """The conversation of the chain of previous interactions, oldest first."""
+        chain: list[InteractionRecord] = []
+        prev = rec.previous_interaction_id
+        while prev and len(chain) < 100:
+            p = await self.store.get_interaction(rec.tenant, prev)
+            chain.append(p)
+            prev = p.previous_interaction_id
+        messages: list[Message] = []
+        for p in reversed(chain):
+            messages += to_messages(materialize(await self.store.list_events(p.id)))
+        return messages
+
+    async def _sandbox(self, rec: InteractionRecord, spec: AgentSpec, opts: RunOptions) -> Sandbox:
+        if rec.previous_interaction_id:
+            prev = await self.store.get_interaction(rec.tenant, rec.previous_interaction_id)
+            if prev.sandbox_id:
+                with contextlib.suppress(SandboxError, NotFound):
+                    return await Sandbox.attach(prev.sandbox_id, backend=self.backend)
+        sb_spec = spec.sandbox_spec()
+        if opts.image:
+            sb_spec = sb_spec.model_copy(update={"image": opts.image})
+        labels = {"corral.interaction": rec.id}
+        if self.pool is not None:
+            return await self.pool.acquire(sb_spec, labels=labels)
+        return await Sandbox.create(sb_spec, backend=self.backend, labels=labels)
+
+    async def aclose(self) -> None:
+        for task in list(self.tasks.values()):
+            task.cancel()
+        for task in list(self.tasks.values()):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+async def _install_skills(sandbox: Sandbox, spec: AgentSpec) -> list[str]:
+    """Copy the agent's skill folders into /workspace/skills/<name>; return their paths."""
+    paths = []
+    for skill in spec.skills:
+        name = skill.name or skill.source.name
+        target = f"{sandbox.spec.workdir}/skills/{name}"
+        await copy_in(sandbox, DataMount(source=skill.source, target=target))
+        paths.append(target)
+    return paths
