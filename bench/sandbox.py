@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sandbox import Sandbox, SandboxSpec  # noqa: E402
-from sandbox.backends.docker import DockerBackend  # noqa: E402
-from sandbox.pool import WarmPool  # noqa: E402
+from sandbox import Sandbox, SandboxSpec
+from sandbox.backends.docker import DockerBackend
+from sandbox.pool import WarmPool
 
 IMAGE = "corral/base"
 MiB = 1024 * 1024
@@ -31,7 +31,7 @@ MiB = 1024 * 1024
 
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
 def ms(x: float) -> str:
@@ -58,7 +58,14 @@ async def bench(quick: bool) -> None:
         await sb.exec("true")
         cold.append(time.perf_counter() - t)
         await sb.destroy()
-    rows.append(("cold create -> first exec (p50)", ms(statistics.median(cold)), f"docker run --rm: {ms(statistics.median(base))}", f"{statistics.median(cold) / statistics.median(base):.2f}x"))
+    rows.append(
+        (
+            "cold create -> first exec (p50)",
+            ms(statistics.median(cold)),
+            f"docker run --rm: {ms(statistics.median(base))}",
+            f"{statistics.median(cold) / statistics.median(base):.2f}x",
+        )
+    )
 
     # 2. warm pool acquire -> first exec result
     pool = WarmPool(backend)
@@ -72,7 +79,14 @@ async def bench(quick: bool) -> None:
         warm.append(time.perf_counter() - t)
         await sb.destroy()
     await pool.aclose()
-    rows.append(("warm acquire -> first exec (p50/p99)", f"{ms(pct(warm, 50))} / {ms(pct(warm, 99))}", "", ""))
+    rows.append(
+        (
+            "warm acquire -> first exec (p50/p99)",
+            f"{ms(pct(warm, 50))} / {ms(pct(warm, 99))}",
+            "",
+            "",
+        )
+    )
 
     # 3. exec round trip vs docker SDK exec_run on the same container
     sb = await Sandbox.create(spec, backend=backend)
@@ -89,7 +103,14 @@ async def bench(quick: bool) -> None:
         t = time.perf_counter()
         container.exec_run("true", user="1000:1000")
         theirs.append(time.perf_counter() - t)
-    rows.append(("exec round trip `true` (p50/p99)", f"{ms(pct(ours, 50))} / {ms(pct(ours, 99))}", f"docker exec_run: {ms(pct(theirs, 50))}", f"{pct(theirs, 50) / pct(ours, 50):.0f}x faster"))
+    rows.append(
+        (
+            "exec round trip `true` (p50/p99)",
+            f"{ms(pct(ours, 50))} / {ms(pct(ours, 99))}",
+            f"docker exec_run: {ms(pct(theirs, 50))}",
+            f"{pct(theirs, 50) / pct(ours, 50):.0f}x faster",
+        )
+    )
 
     # 4. 256 MiB write + read
     size = 256 * MiB
@@ -108,7 +129,14 @@ async def bench(quick: bool) -> None:
         got += len(c)
     down = time.perf_counter() - t
     assert got == size
-    rows.append(("256 MiB upload / download", f"{size / up / 1e6:.0f} / {size / down / 1e6:.0f} MB/s", "", ""))
+    rows.append(
+        (
+            "256 MiB upload / download",
+            f"{size / up / 1e6:.0f} / {size / down / 1e6:.0f} MB/s",
+            "",
+            "",
+        )
+    )
     await sb.destroy()
 
     # 5. concurrent create -> exec -> destroy cycles
@@ -136,7 +164,14 @@ async def bench(quick: bool) -> None:
     wall = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     orphans = len(await backend.list())
-    rows.append((f"{n} concurrent create->exec->destroy", f"p50 {durations and ms(pct(durations, 50))} / p99 {durations and ms(pct(durations, 99))}", f"wall {wall:.1f} s, failures {failures}", f"orphans {orphans}, controller max RSS {rss:.0f} MiB"))
+    rows.append(
+        (
+            f"{n} concurrent create->exec->destroy",
+            f"p50 {durations and ms(pct(durations, 50))} / p99 {durations and ms(pct(durations, 99))}",
+            f"wall {wall:.1f} s, failures {failures}",
+            f"orphans {orphans}, controller max RSS {rss:.0f} MiB",
+        )
+    )
     await backend.aclose()
 
     width = max(len(r[0]) for r in rows)

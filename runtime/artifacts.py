@@ -11,19 +11,22 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import aiofiles
 import aiofiles.os
 import structlog
 
-from runtime.events import EventBus
 from runtime.store.base import ArtifactRecord, Store
 from sandbox.api import Sandbox
 from sandbox.errors import ToolError
 
 log = structlog.get_logger("corral.artifacts")
+Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
+"""Where artifact events go (the run's Recorder, so they stay in order with its steps)."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class ArtifactCollector:
         self,
         *,
         store: Store,
-        bus: EventBus,
+        emit: Emit,
         interaction_id: str,
         sandbox: Sandbox,
         output_dir: str,
@@ -53,7 +56,7 @@ class ArtifactCollector:
         limits: ArtifactLimits = ArtifactLimits(),
     ) -> None:
         self.store = store
-        self.bus = bus
+        self.emit = emit
         self.interaction_id = interaction_id
         self.sandbox = sandbox
         self.output_dir = output_dir.rstrip("/")
@@ -129,8 +132,7 @@ class ArtifactCollector:
             stored_path=str(target),
         )
         await self.store.add_artifact(rec)
-        await self.bus.emit(
-            self.interaction_id,
+        await self.emit(
             "artifact.created",
             {
                 "artifact": {
@@ -146,4 +148,4 @@ class ArtifactCollector:
     async def _warn(self, message: str) -> None:
         if not self._warned:
             self._warned = True
-            await self.bus.emit(self.interaction_id, "artifact.skipped", {"message": message})
+            await self.emit("artifact.skipped", {"message": message})

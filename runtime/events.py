@@ -42,6 +42,15 @@ class EventBus:
         self.publish(rec)
         return rec
 
+    async def emit_many(
+        self, interaction_id: str, events: list[tuple[str, dict[str, Any]]]
+    ) -> list[EventRecord]:
+        """Persist several events in one transaction, then publish them in order."""
+        recs = await self.store.append_events(interaction_id, events)
+        for rec in recs:
+            self.publish(rec)
+        return recs
+
     def publish(self, rec: EventRecord) -> None:
         for sub in self._subs.get(rec.interaction_id, ()):
             if sub.lagging:

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 
@@ -148,7 +147,7 @@ class Runner:
             await sandbox.files.mkdir(spec.output_dir)
             collector = ArtifactCollector(
                 store=self.store,
-                bus=self.bus,
+                emit=recorder.emit,
                 interaction_id=rec.id,
                 sandbox=sandbox,
                 output_dir=spec.output_dir,
@@ -201,13 +200,14 @@ class Runner:
             )
         finally:
             final = await asyncio.shield(
-                self._finish(rec, status, errors, usage, sandbox, provider, opts)
+                self._finish(rec, recorder, status, errors, usage, sandbox, provider, opts)
             )
         return final
 
     async def _finish(
         self,
         rec: InteractionRecord,
+        recorder: Recorder,
         status: str,
         errors: list[dict[str, str]],
         usage: Usage,
@@ -225,6 +225,8 @@ class Runner:
         if provider is not None:
             with contextlib.suppress(Exception):
                 await provider.aclose()
+        with contextlib.suppress(Exception):
+            await recorder.drain()  # everything the run emitted is stored before the verdict
         final = await self.store.update_interaction(
             rec.tenant, rec.id, status=status, errors=errors, usage=usage_dict(usage)
         )

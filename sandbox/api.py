@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sandbox.backends.base import Backend, SandboxHandle
 from sandbox.errors import ConnectionLost, SandboxDied, SandboxError
@@ -23,6 +23,7 @@ from sandbox.types import ExecResult, FileInfo, PythonResult
 if TYPE_CHECKING:
     from sandbox.backends.docker import DockerBackend
 
+T = TypeVar("T")
 OutputCallback = Callable[[str, bytes], Awaitable[None] | None]
 CONNECT_TIMEOUT = 30.0
 
@@ -229,7 +230,7 @@ class Sandbox:
             if touch is not None:
                 touch(self.handle)
 
-    async def _call(self, aw: Awaitable[Any]) -> Any:
+    async def _call(self, aw: Awaitable[T]) -> T:
         if self._closed:
             raise SandboxError(f"sandbox {self.id} is closed", reason="closed")
         self._touch()

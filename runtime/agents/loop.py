@@ -50,35 +50,79 @@ class LoopResult:
 
 
 class Recorder:
-    """Turns steps into `step.start` / `step.delta` / `step.stop` events with running indices."""
+    """Turns steps into `step.start` / `step.delta` / `step.stop` events with running indices.
+
+    Events are queued; `flush()` hands the queued batch to a per-run writer task that persists
+    batches in order (one transaction each) and publishes them after they are stored. The
+    loop therefore never waits on the database between a model call and a tool call, yet
+    every event is durable within one transaction time. `drain()` waits until everything
+    handed over is stored (the run's end, and before anything else writes events).
+    """
 
     def __init__(self, bus: EventBus, interaction_id: str, *, next_index: int = 0) -> None:
         self.bus = bus
         self.interaction_id = interaction_id
         self.next_index = next_index
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._batches: asyncio.Queue[list[tuple[str, dict[str, Any]]]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
 
-    async def start(self, step: dict[str, Any]) -> int:
+    async def flush(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self._batches.put_nowait(batch)
+            if self._writer is None or self._writer.done():
+                self._writer = asyncio.create_task(
+                    self._write(), name=f"events-{self.interaction_id}"
+                )
+
+    async def drain(self) -> None:
+        """Flush and wait until every event is persisted and published."""
+        await self.flush()
+        await self._batches.join()
+        if self._failure is not None:
+            raise self._failure
+
+    async def _write(self) -> None:
+        while not self._batches.empty():
+            batch = self._batches.get_nowait()
+            try:
+                if self._failure is None:
+                    await self.bus.emit_many(self.interaction_id, batch)
+            except Exception as exc:  # surfaced to the loop at its next flush
+                self._failure = exc
+            finally:
+                self._batches.task_done()
+
+    async def emit(self, event_type: str, payload: dict[str, Any], *, flush: bool = True) -> None:
+        self._pending.append((event_type, payload))
+        if flush:
+            await self.flush()
+
+    async def start(self, step: dict[str, Any], *, flush: bool = True) -> int:
         index = self.next_index
         self.next_index += 1
-        await self.bus.emit(self.interaction_id, "step.start", {"index": index, "step": step})
+        await self.emit("step.start", {"index": index, "step": step}, flush=flush)
         return index
 
-    async def delta(self, index: int, delta: dict[str, Any]) -> None:
-        await self.bus.emit(self.interaction_id, "step.delta", {"index": index, "delta": delta})
+    async def delta(self, index: int, delta: dict[str, Any], *, flush: bool = True) -> None:
+        await self.emit("step.delta", {"index": index, "delta": delta}, flush=flush)
 
-    async def stop(self, index: int, usage: dict[str, Any] | None = None) -> None:
+    async def stop(
+        self, index: int, usage: dict[str, Any] | None = None, *, flush: bool = True
+    ) -> None:
         payload: dict[str, Any] = {"index": index}
         if usage:
             payload["usage"] = usage
-        await self.bus.emit(self.interaction_id, "step.stop", payload)
+        await self.emit("step.stop", payload, flush=flush)
 
-    async def step(self, step: dict[str, Any]) -> int:
-        index = await self.start(step)
-        await self.stop(index)
+    async def step(self, step: dict[str, Any], *, flush: bool = True) -> int:
+        index = await self.start(step, flush=False)
+        await self.stop(index, flush=flush)
         return index
-
-    async def emit(self, event_type: str, payload: dict[str, Any]) -> None:
-        await self.bus.emit(self.interaction_id, event_type, payload)
 
 
 class AgentLoop:
@@ -92,7 +136,7 @@ class AgentLoop:
         system: str | None = None,
         limits: Limits = Limits(),
         config: GenerationConfig | None = None,
-        after_tool: Callable[[], Awaitable[None]] | None = None,
+        after_tool: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.provider = provider
         self.rec = recorder
@@ -121,6 +165,12 @@ class AgentLoop:
     async def run(self, messages: list[Message]) -> LoopResult:
         """Advance the conversation in place until the model stops, a limit hits, or the model
         calls a client-side function (`requires_action`)."""
+        try:
+            return await self._run(messages)
+        finally:
+            await asyncio.shield(self.rec.drain())
+
+    async def _run(self, messages: list[Message]) -> LoopResult:
         client_names = {t.name for t in self.client_tools}
         while True:
             if self.steps >= self.limits.max_steps:
@@ -138,7 +188,7 @@ class AgentLoop:
             pending_client = [c for c in turn.tool_calls if c.name in client_names]
             for call in turn.tool_calls:
                 if call.name in client_names:
-                    await self.rec.step(_call_step(call))
+                    await self.rec.step(_call_step(call), flush=False)
                     continue
                 self.tool_calls += 1
                 if self.tool_calls > self.limits.max_tool_calls:
@@ -157,7 +207,7 @@ class AgentLoop:
             if not text:
                 return
             if index is None:
-                index = await self.rec.start({"type": "model_output", "content": []})
+                index = await self.rec.start({"type": "model_output", "content": []}, flush=False)
             await self.rec.delta(index, {"type": "text", "text": text})
 
         window = fit_context(messages, self.limits.context_tokens)
@@ -198,7 +248,7 @@ class AgentLoop:
             outcome = await self.toolbox.call(call.name, call.arguments, on_output=out.write)
         finally:
             await out.close()
-        await self.rec.stop(index)
+        await self.rec.stop(index, flush=False)
         await self.rec.step(
             {
                 "type": "function_result",
@@ -207,7 +257,7 @@ class AgentLoop:
                 "result": outcome.text,
                 "is_error": outcome.is_error,
             }
-        )
+        )  # flushed: artifact events that follow must come after the result
         if self.after_tool is not None:
             await self.after_tool()
         return Message(

@@ -86,7 +86,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     async def go() -> list[dict[str, object]]:
         backend = _backend()
         try:
-            rows = []
+            rows: list[dict[str, object]] = []
             for h in await backend.list():
                 st = await backend.status(h.id)
                 rows.append(

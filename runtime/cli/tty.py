@@ -7,6 +7,7 @@ sandbox user in the workspace — same confinement as every other process in the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import select
 import shutil
@@ -14,6 +15,7 @@ import socket
 import sys
 import termios
 import tty
+from typing import cast
 
 from sandbox.backends.docker import SANDBOX_USER, DockerBackend
 from sandbox.backends.docker_errors import map_docker_error
@@ -35,12 +37,10 @@ def interactive_shell(backend: DockerBackend, sandbox_id: str) -> int:
         sock = api.exec_start(exec_id, tty=True, socket=True)
     except Exception as exc:
         raise map_docker_error(exc, sandbox_id=sandbox_id) from exc
-    raw: socket.socket = getattr(sock, "_sock", sock)
+    raw = cast(socket.socket, getattr(sock, "_sock", sock))
     cols, rows = shutil.get_terminal_size()
-    try:
+    with contextlib.suppress(Exception):  # resizing is cosmetic
         api.exec_resize(exec_id, height=rows, width=cols)
-    except Exception:
-        pass  # resizing is cosmetic
     stdin_fd = sys.stdin.fileno()
     is_tty = os.isatty(stdin_fd)
     saved = termios.tcgetattr(stdin_fd) if is_tty else None
@@ -59,7 +59,7 @@ def interactive_shell(backend: DockerBackend, sandbox_id: str) -> int:
 def _pump(raw: socket.socket, stdin_fd: int) -> None:
     stdin_open = True
     while True:
-        fds = [raw, stdin_fd] if stdin_open else [raw]
+        fds: list[socket.socket | int] = [raw, stdin_fd] if stdin_open else [raw]
         readable, _, _ = select.select(fds, [], [])
         if raw in readable:
             data = raw.recv(65536)

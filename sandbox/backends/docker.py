@@ -8,6 +8,7 @@ loop). Every container carries labels (`corral.managed`, `corral.home`, `corral.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import functools
 import json
@@ -23,7 +24,7 @@ from typing import Any, TypeVar
 import docker
 import docker.errors
 import structlog
-from docker.types import Mount, Ulimit
+from docker.types import LogConfig, Mount, Ulimit
 
 from sandbox.backends.base import ReconcileReport, SandboxHandle, SandboxStatus
 from sandbox.backends.docker_errors import map_docker_error
@@ -189,7 +190,7 @@ class DockerBackend:
             ipc_mode="private",
             network_mode=_network_mode(spec),
             runtime=spec.runtime,
-            log_config={"type": "json-file", "config": {"max-size": "1m", "max-file": "1"}},
+            log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
         )
         env = {
             **spec.env,
@@ -305,10 +306,10 @@ class DockerBackend:
         except FileNotFoundError:
             return handle.created
 
-    async def reap_idle(self, *, now: float | None = None) -> list[str]:
+    async def reap_idle(self, *, now: float | None = None) -> builtins.list[str]:
         """Destroy sandboxes idle longer than their spec's idle_ttl. Returns their ids."""
         now = time.time() if now is None else now
-        reaped = []
+        reaped: builtins.list[str] = []
         for handle in await self.list():
             ttl = handle.spec.idle_ttl
             if ttl is not None and now - self.last_used(handle) > ttl:

@@ -1,0 +1,48 @@
+"""`corral serve` — the HTTP API (Interactions-compatible, plus agents, artifacts, sandboxes)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+
+import typer
+
+from runtime.cli.common import EXIT_USAGE, fail
+from runtime.errors import ConfigError
+from runtime.settings import Settings
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=0, max=65535)] = 8000,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """Serve the HTTP API. Without API keys (CORRAL_API_KEYS or api_keys.json) it is a
+    single-user server and listens on loopback only."""
+    import uvicorn
+
+    from runtime.api.app import create_app
+    from runtime.api.config import ApiConfig
+
+    settings = Settings.from_env()
+    try:
+        config = ApiConfig.from_env(settings)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    if config.keys.single_user and not is_loopback(host):
+        fail(
+            f"refusing to listen on {host} without API keys: set CORRAL_API_KEYS=key:tenant "
+            "(or $CORRAL_HOME/api_keys.json), or use --host 127.0.0.1",
+            EXIT_USAGE,
+        )
+    app = create_app(settings, config=config)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
