@@ -65,9 +65,28 @@ def test_multi_step_run_delivers_files(tmp_path: Path, corral_home: Path) -> Non
     agent = write_agent(
         tmp_path,
         [
-            {"text": "Making files.", **exec_call("mkdir -p /workspace/out/sub && echo hello > /workspace/out/a.txt")},
-            {"tool_calls": [{"name": "write_file", "arguments": {"path": "/workspace/out/sub/b.md", "content": "# B\n"}}]},
-            {"tool_calls": [{"name": "python", "arguments": {"code": "open('/workspace/out/c.bin','wb').write(bytes(range(256)))"}}]},
+            {
+                "text": "Making files.",
+                **exec_call("mkdir -p /workspace/out/sub && echo hello > /workspace/out/a.txt"),
+            },
+            {
+                "tool_calls": [
+                    {
+                        "name": "write_file",
+                        "arguments": {"path": "/workspace/out/sub/b.md", "content": "# B\n"},
+                    }
+                ]
+            },
+            {
+                "tool_calls": [
+                    {
+                        "name": "python",
+                        "arguments": {
+                            "code": "open('/workspace/out/c.bin','wb').write(bytes(range(256)))"
+                        },
+                    }
+                ]
+            },
             {"text": "Done."},
         ],
     )
@@ -81,12 +100,22 @@ def test_multi_step_run_delivers_files(tmp_path: Path, corral_home: Path) -> Non
     ids = [e["event_id"] for e in evs]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     kinds = {e["event_type"] for e in evs}
-    assert {"interaction.created", "step.start", "step.stop", "artifact.created", "interaction.completed"} <= kinds
+    assert {
+        "interaction.created",
+        "step.start",
+        "step.stop",
+        "artifact.created",
+        "interaction.completed",
+    } <= kinds
     arts = [e["artifact"]["path"] for e in evs if e["event_type"] == "artifact.created"]
     assert sorted(arts) == ["a.txt", "c.bin", "sub/b.md"]
     # announced during the run, not only at the end: the first artifact precedes the 2nd tool call
     first_art = next(i for i, e in enumerate(evs) if e["event_type"] == "artifact.created")
-    write_call = next(i for i, e in enumerate(evs) if e["event_type"] == "step.start" and e["step"].get("name") == "write_file")
+    write_call = next(
+        i
+        for i, e in enumerate(evs)
+        if e["event_type"] == "step.start" and e["step"].get("name") == "write_file"
+    )
     assert first_art < write_call
     assert containers_of(corral_home) == []  # no --keep: the sandbox is gone
 
@@ -94,13 +123,31 @@ def test_multi_step_run_delivers_files(tmp_path: Path, corral_home: Path) -> Non
 @pytest.mark.parametrize(
     ("limit_args", "turns", "limit"),
     [
-        (["--max-steps", "2"], [exec_call("true"), exec_call("true"), exec_call("true"), {"text": "x"}], "max_steps"),
-        (["--max-tool-calls", "1"], [exec_call("true"), exec_call("true"), {"text": "x"}], "max_tool_calls"),
+        (
+            ["--max-steps", "2"],
+            [exec_call("true"), exec_call("true"), exec_call("true"), {"text": "x"}],
+            "max_steps",
+        ),
+        (
+            ["--max-tool-calls", "1"],
+            [exec_call("true"), exec_call("true"), {"text": "x"}],
+            "max_tool_calls",
+        ),
         (["--timeout", "3"], [exec_call("sleep 60"), {"text": "x"}], "timeout"),
-        ([], [{"text": "a", "usage": {"input_tokens": 500, "output_tokens": 600}}], "max_total_tokens"),
+        (
+            [],
+            [{"text": "a", "usage": {"input_tokens": 500, "output_tokens": 600}}],
+            "max_total_tokens",
+        ),
     ],
 )
-def test_limits_end_with_budget_exceeded(tmp_path: Path, corral_home: Path, limit_args: list[str], turns: list[dict[str, Any]], limit: str) -> None:
+def test_limits_end_with_budget_exceeded(
+    tmp_path: Path,
+    corral_home: Path,
+    limit_args: list[str],
+    turns: list[dict[str, Any]],
+    limit: str,
+) -> None:
     extra = {"limits": {"max_total_tokens": 1000}} if limit == "max_total_tokens" else {}
     agent = write_agent(tmp_path, turns, **extra)
     res = run("--agent", str(agent), "--out", str(tmp_path / "o"), "--json", *limit_args, "go")
@@ -122,14 +169,26 @@ def test_failing_tool_is_reported_to_the_model(tmp_path: Path) -> None:
     )
     res = run("--agent", str(agent), "--out", str(tmp_path / "o"), "--json", "fail")
     assert res.exit_code == 0, res.output
-    results = [e["step"] for e in events(res.output) if e["event_type"] == "step.start" and e["step"]["type"] == "function_result"]
-    assert results[0]["is_error"] and "exit code: 4" in results[0]["result"] and "oops" in results[0]["result"]
+    results = [
+        e["step"]
+        for e in events(res.output)
+        if e["event_type"] == "step.start" and e["step"]["type"] == "function_result"
+    ]
+    assert (
+        results[0]["is_error"]
+        and "exit code: 4" in results[0]["result"]
+        and "oops" in results[0]["result"]
+    )
     assert results[1]["is_error"]
-    assert "outside" in results[1]["result"].lower() or "not allowed" in results[1]["result"].lower()
+    assert (
+        "outside" in results[1]["result"].lower() or "not allowed" in results[1]["result"].lower()
+    )
 
 
 def test_model_failure_fails_the_run(tmp_path: Path) -> None:
-    agent = write_agent(tmp_path, [{"text": "x"}], model="openai:gpt-4o-mini", base_url="http://127.0.0.1:9/v1")
+    agent = write_agent(
+        tmp_path, [{"text": "x"}], model="openai:gpt-4o-mini", base_url="http://127.0.0.1:9/v1"
+    )
     res = run("--agent", str(agent), "--out", str(tmp_path / "o"), "--json", "x")
     assert res.exit_code == 1, res.output
     final = [e for e in events(res.output) if e["event_type"] == "interaction.completed"][-1]
@@ -138,16 +197,25 @@ def test_model_failure_fails_the_run(tmp_path: Path) -> None:
 
 
 def test_follow_up_sees_earlier_workspace(tmp_path: Path, corral_home: Path) -> None:
-    a1 = write_agent(tmp_path / "1" if (tmp_path / "1").mkdir() is None else tmp_path, [exec_call("echo remembered > /workspace/note.txt"), {"text": "saved"}])
+    a1 = write_agent(
+        tmp_path / "1" if (tmp_path / "1").mkdir() is None else tmp_path,
+        [exec_call("echo remembered > /workspace/note.txt"), {"text": "saved"}],
+    )
     res1 = run("--agent", str(a1), "--keep", "--out", str(tmp_path / "o1"), "--json", "remember")
     assert res1.exit_code == 0, res1.output
     run_id = events(res1.output)[0]["interaction"]["id"]
     assert len(containers_of(corral_home)) == 1
     (tmp_path / "2").mkdir()
     a2 = write_agent(tmp_path / "2", [exec_call("cat /workspace/note.txt"), {"text": "ok"}])
-    res2 = run("--agent", str(a2), "--continue", run_id, "--out", str(tmp_path / "o2"), "--json", "recall")
+    res2 = run(
+        "--agent", str(a2), "--continue", run_id, "--out", str(tmp_path / "o2"), "--json", "recall"
+    )
     assert res2.exit_code == 0, res2.output
-    results = [e["step"] for e in events(res2.output) if e["event_type"] == "step.start" and e["step"]["type"] == "function_result"]
+    results = [
+        e["step"]
+        for e in events(res2.output)
+        if e["event_type"] == "step.start" and e["step"]["type"] == "function_result"
+    ]
     assert "remembered" in results[0]["result"]
     show = runner.invoke(app, ["runs", "show", run_id])
     assert json.loads(show.output)["status"] == "completed"
@@ -160,8 +228,22 @@ def test_ctrl_c_cancels_and_leaves_no_container(tmp_path: Path, corral_home: Pat
     agent = write_agent(tmp_path, [exec_call("echo started; sleep 120"), {"text": "never"}])
     env = {**os.environ, "CORRAL_HOME": str(corral_home)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "run", "--agent", str(agent), "--json", "--out", str(tmp_path / "o"), "wait"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "runtime.cli",
+            "run",
+            "--agent",
+            str(agent),
+            "--json",
+            "--out",
+            str(tmp_path / "o"),
+            "wait",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     assert proc.stdout is not None
     lines = []
@@ -173,7 +255,9 @@ def test_ctrl_c_cancels_and_leaves_no_container(tmp_path: Path, corral_home: Pat
     proc.send_signal(signal.SIGINT)
     rest, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    final = [e for e in events("".join(lines) + rest) if e["event_type"] == "interaction.completed"][-1]
+    final = [
+        e for e in events("".join(lines) + rest) if e["event_type"] == "interaction.completed"
+    ][-1]
     assert final["interaction"]["status"] == "cancelled"
     assert containers_of(corral_home) == []
 
