@@ -112,6 +112,16 @@ async def bench(quick: bool) -> None:
     timing = Timing()
     patch_tool_timing(timing)
     settings = Settings(home=home)
+    try:
+        await _measure(settings, spec, steps, timing)
+    finally:  # whatever happened, leave no sandbox behind
+        async with open_controller(settings) as ctl:
+            for h in await ctl.backend.list():
+                await ctl.backend.destroy(h.id)
+
+
+async def _measure(settings: Settings, spec: AgentSpec, steps: int, timing: Timing) -> None:
+    quick = steps <= 10
     async with open_controller(settings) as ctl:
         ctl.runner.provider_factory = timed_provider(timing)
         # 1. overhead per step, measured per run and divided by its steps

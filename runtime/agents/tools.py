@@ -96,7 +96,9 @@ LIST_FILES = ToolSpec(
     ),
 )
 
-TOOLS: dict[str, ToolSpec] = {t.name: t for t in (EXEC, PYTHON, READ_FILE, WRITE_FILE, EDIT_FILE, LIST_FILES)}
+TOOLS: dict[str, ToolSpec] = {
+    t.name: t for t in (EXEC, PYTHON, READ_FILE, WRITE_FILE, EDIT_FILE, LIST_FILES)
+}
 
 
 class Toolbox:
