@@ -100,7 +100,8 @@ def test_shipped_images_pin_their_wheels() -> None:
 
 def test_download_command_targets_bookworm_python(tmp_path: Path) -> None:
     cmd = download_command(tmp_path / "requirements.txt", tmp_path)
-    assert cmd[cmd.index("--python-version") + 1] == "3.11"
+    assert cmd[cmd.index("--python-version") + 1] == "3.11.2"
+    assert cmd[cmd.index("--abi") + 1] == "cp311"
     assert "--no-deps" in cmd and "--only-binary=:all:" in cmd
     assert "manylinux2014_x86_64" in cmd
 
