@@ -11,10 +11,12 @@ import asyncio
 import builtins
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import secrets
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -67,6 +69,7 @@ class DockerBackend:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="corral-docker")
         self._handles: dict[str, SandboxHandle] = {}
         self._runtimes: set[str] | None = None
+        self._guest: Path | None = None
 
     # -- plumbing -------------------------------------------------------------------------
     @property
@@ -161,7 +164,7 @@ class DockerBackend:
     ) -> dict[str, Any]:
         api = self.client.api
         mounts = [
-            Mount(GUEST_MOUNT, str(GUEST_DIR), type="bind", read_only=True),
+            Mount(GUEST_MOUNT, str(self._guest_dir()), type="bind", read_only=True),
             Mount(RPC_DIR, str(host_dir), type="bind", read_only=False),
         ]
         for m in spec.data:
@@ -209,6 +212,17 @@ class DockerBackend:
             "host_config": host_config,
             "network_disabled": spec.network == "none",
         }
+
+    def _guest_dir(self) -> Path:
+        """The guest code, copied under `home` (content-addressed, once per version).
+
+        Bind-mount sources are host paths: when the controller itself runs in a container
+        (compose.yaml), its installed package is not on the host, but `CORRAL_HOME` is mounted
+        at the same path on both sides.
+        """
+        if self._guest is None:
+            self._guest = stage_guest(self.home / "guest")
+        return self._guest
 
     async def _discard(self, sandbox_id: str, host_dir: Path) -> None:
         with contextlib.suppress(SandboxError):
@@ -353,6 +367,27 @@ class DockerBackend:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def stage_guest(root: Path) -> Path:
+    """Copy the guest's .py files to `root/<content hash>` (atomically) and return that folder."""
+    files = sorted(p for p in GUEST_DIR.iterdir() if p.suffix in (".py", ".js") and p.is_file())
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    target = root / digest.hexdigest()[:16]
+    if target.is_dir():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".staging-"))
+    for f in files:
+        shutil.copy2(f, tmp / f.name)
+    os.chmod(tmp, 0o755)
+    try:
+        os.rename(tmp, target)
+    except OSError:  # another process staged the same version first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def _network_mode(spec: SandboxSpec) -> str:
