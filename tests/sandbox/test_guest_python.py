@@ -92,3 +92,9 @@ async def test_cwd_is_the_workspace_and_imports_work(
     await client.write("mymod.py", b"VALUE = 'local module'\n")
     r = await client.python("import os, mymod\n(os.getcwd(), mymod.VALUE)")
     assert r.result_repr == repr((str(guest.workspace), "local module"))
+
+
+async def test_large_output_and_errors_fit(client: RpcClient) -> None:
+    r = await client.python("print('\\x01' * 3_000_000)\nraise ValueError('v' * 2_000_000)")
+    assert r.stdout.startswith("\x01" * 1000) and "more bytes of output dropped" in r.stdout
+    assert r.error is not None and "ValueError" in r.error

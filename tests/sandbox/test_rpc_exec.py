@@ -171,3 +171,14 @@ async def test_concurrent_calls_are_multiplexed(client: RpcClient) -> None:
 
     outs = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(20))), 120)
     assert outs == [f"{i}\n" for i in range(20)]
+
+
+async def test_oversized_command_is_a_clean_error(client: RpcClient) -> None:
+    from sandbox.errors import FileNotFound, LimitExceeded
+
+    with pytest.raises(LimitExceeded):
+        await client.exec("echo " + "x" * 200_000)  # one argv string over the kernel's 128 KiB
+    with pytest.raises(FileNotFound) as err:
+        await client.read("missing/" + "y" * 900_000)
+    assert len(str(err.value)) < 10_000  # the message quoting the huge path is cut
+    await client.ping()

@@ -10,6 +10,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -67,6 +68,15 @@ class GuestProcess:
         self.proc.stderr.close()
 
 
+def listening(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as s:
+        try:
+            s.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            return False
+    return True
+
+
 @pytest.fixture
 def guest_root() -> Iterator[Path]:
     # Short path: a Unix socket path must fit in 108 bytes.
@@ -79,7 +89,7 @@ def guest_root() -> Iterator[Path]:
 def guest(guest_root: Path) -> Iterator[GuestProcess]:
     g = GuestProcess(guest_root)
     deadline = time.monotonic() + 30  # a hang guard, not a performance bar
-    while not g.socket.exists():  # raw-socket tests need it listening
+    while not listening(g.socket):  # raw-socket tests need it accepting already
         assert g.alive() and time.monotonic() < deadline, "guest did not start"
         time.sleep(0.005)
     yield g
