@@ -98,11 +98,12 @@ class Runner:
             background=background,
         )
         rec = await self.store.create_interaction(rec)
-        await self.bus.emit(
-            rec.id, "interaction.created", {"interaction": interaction_view(rec, [])}
+        recorder = Recorder(self.bus, rec.id)
+        await recorder.emit(
+            "interaction.created", {"interaction": interaction_view(rec, [])}, flush=False
         )
-        rec_ = Recorder(self.bus, rec.id)
-        await rec_.step({"type": "user_input", "content": [{"type": "text", "text": task}]})
+        await recorder.step({"type": "user_input", "content": [{"type": "text", "text": task}]})
+        await recorder.drain()  # stored before create() returns: the run starts from them
         return rec
 
     def start(self, rec: InteractionRecord) -> asyncio.Task[InteractionRecord]:

@@ -27,7 +27,7 @@ def _root() -> None:
 
 def _register() -> None:
     # Imported here so `corral --help` stays one obvious place listing every group.
-    from runtime.cli import agents, doctor, images, run, runs, sandbox
+    from runtime.cli import agents, doctor, images, run, runs, sandbox, serve
 
     app.command("run")(run.run)
     app.add_typer(runs.app, name="runs")
@@ -35,6 +35,7 @@ def _register() -> None:
     app.add_typer(sandbox.app, name="sandbox")
     app.add_typer(images.app, name="images")
     app.command("doctor")(doctor.doctor)
+    app.command("serve")(serve.serve)
 
 
 _register()

@@ -72,6 +72,7 @@ class ScriptedProvider:
         self.model = model
         self._turns = list(turns)
         self._next = 0
+        self._started = False
         self._sleep = sleep
 
     @classmethod
@@ -93,6 +94,11 @@ class ScriptedProvider:
         on_text: TextCallback | None = None,
     ) -> ModelTurn:
         prompt_tokens = _estimate_prompt(messages, system, tools)
+        if not self._started:
+            # A follow-up (previous_interaction_id, --continue) arrives with the earlier turns
+            # in its history: carry on from there instead of replaying turn 0.
+            self._started = True
+            self._next = sum(1 for m in messages if m.role == "assistant")
         if self._next >= len(self._turns):
             return ModelTurn(
                 text=EXHAUSTED_TEXT,

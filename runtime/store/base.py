@@ -138,6 +138,10 @@ class Store(Protocol):
         """Newest first; `before` pages by `created`."""
         ...
 
+    async def list_unfinished_interactions(self) -> list[InteractionRecord]:
+        """Every tenant's `in_progress` interactions, oldest first (for recovery at start-up)."""
+        ...
+
     async def delete_interaction(self, tenant: str, interaction_id: str) -> None:
         """Also deletes its events, artifact rows, idempotency keys and webhook deliveries."""
         ...

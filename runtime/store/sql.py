@@ -208,6 +208,10 @@ class SqlStore:
         q = q.order_by(I.created.desc(), I.id.desc()).limit(limit)
         return [_record(InteractionRecord, r) for r in await self._rows(q)]
 
+    async def list_unfinished_interactions(self) -> list[InteractionRecord]:
+        q = select(InteractionRow.__table__).where(I.status == "in_progress").order_by(I.created)
+        return [_record(InteractionRecord, r) for r in await self._rows(q)]
+
     async def delete_interaction(self, tenant: str, interaction_id: str) -> None:
         await self._write(_delete_interaction_tx, tenant, interaction_id)
 

@@ -32,7 +32,9 @@ class ServerThread:
         self.url = f"http://127.0.0.1:{self.port}"
         app = create_app(Settings.from_env(), config=config or ApiConfig())
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+            uvicorn.Config(
+                app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

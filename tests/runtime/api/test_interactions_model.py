@@ -30,7 +30,9 @@ class Recording:
             model = inner.model
 
             async def complete(self, messages: Sequence[Message], **k: Any) -> Any:
-                calls.append((list(messages), k.get("system"), [t.name for t in k.get("tools", ())]))
+                calls.append(
+                    (list(messages), k.get("system"), [t.name for t in k.get("tools", ())])
+                )
                 return await inner.complete(messages, **k)
 
             async def aclose(self) -> None:
@@ -59,10 +61,12 @@ def test_create_get_and_output_text(client: Any, script: Callable[..., str]) -> 
     assert with_input.input == "hi"
 
 
-def test_v1_prefix_and_bare_provider_names(server: ServerThread, script: Callable[..., str]) -> None:
+def test_v1_prefix_and_bare_provider_names(
+    server: ServerThread, script: Callable[..., str]
+) -> None:
     c = sdk(server.url, version="v1")
     r = c.interactions.create(model=script({"text": "ok"}), input="x")
-    assert r.output_text == "ok"
+    assert r.output_text == "ok", r
     with pytest.raises(APIStatusError) as err:
         c.interactions.create(model="mystery-model", input="x")
     assert err.value.status_code == 400
@@ -85,9 +89,7 @@ def test_stream_on_create_and_resume(client: Any, script: Callable[..., str]) ->
 
 
 def test_background_then_poll_and_cancel(client: Any, script: Callable[..., str]) -> None:
-    quick = client.interactions.create(
-        model=script({"text": "done"}), input="x", background=True
-    )
+    quick = client.interactions.create(model=script({"text": "done"}), input="x", background=True)
     assert quick.status == "in_progress"
     while (state := client.interactions.get(quick.id)).status == "in_progress":
         time.sleep(0.02)
@@ -137,7 +139,12 @@ def test_function_calling_round_trip(
         previous_interaction_id=first.id,
         tools=tools,
         input=[
-            {"type": "function_result", "call_id": call.id, "name": "get_weather", "result": "sunny"}
+            {
+                "type": "function_result",
+                "call_id": call.id,
+                "name": "get_weather",
+                "result": "sunny",
+            }
         ],
     )
     assert second.status == "completed"
@@ -229,7 +236,9 @@ def test_structured_output_and_generation_config_reach_the_provider(
         {"agent": "../../etc/passwd", "input": "x"},
     ],
 )
-def test_bad_requests_are_400_in_the_error_shape(server: ServerThread, body: dict[str, Any]) -> None:
+def test_bad_requests_are_400_in_the_error_shape(
+    server: ServerThread, body: dict[str, Any]
+) -> None:
     r = httpx.post(f"{server.url}/v1beta/interactions", json=body)
     assert r.status_code == 400, r.text
     err = r.json()["error"]

@@ -1,0 +1,103 @@
+"""The HTTP API app: `create_app(settings)` -> FastAPI.
+
+The lifespan owns the controller (`open_controller`) unless one is passed in, settles what a
+previous process left (`runtime.recovery`), and runs the webhook worker and the idle-sandbox
+reaper. Nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import structlog
+from fastapi import Depends, FastAPI
+
+from runtime.api.bodylimit import BodyLimit
+from runtime.api.config import ApiConfig
+from runtime.api.deps import ApiState
+from runtime.api.errors import install_error_handlers
+from runtime.api.hub import SandboxHub
+from runtime.api.metrics import HttpMetrics, Metrics, note_route
+from runtime.api.routes import agents, artifacts, health, interactions, sandboxes, webhooks
+from runtime.api.service import InteractionService
+from runtime.controller import Controller, open_controller
+from runtime.recovery import recover
+from runtime.settings import Settings
+from runtime.webhooks import WebhookSecrets, WebhookWorker
+from sandbox.errors import SandboxError
+
+log = structlog.get_logger("corral.api")
+API_VERSIONS = ("v1", "v1beta")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    controller: Controller | None = None,
+    config: ApiConfig | None = None,
+) -> FastAPI:
+    cfg = config or ApiConfig.from_env(settings)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            ctl = controller
+            if ctl is None:
+                ctl = await stack.enter_async_context(open_controller(settings))
+            secrets = WebhookSecrets(settings.home)
+            worker = WebhookWorker(
+                ctl.store,
+                secrets,
+                policy=cfg.webhook_policy,
+                poll=cfg.webhook_poll,
+                on_attempt=lambda outcome: metrics.webhooks.labels(outcome).inc(),
+            )
+            stack.push_async_callback(worker.aclose)
+            service = InteractionService(ctl, cfg, metrics, worker)
+            stack.push_async_callback(service.aclose)
+            hub = SandboxHub(ctl.store, ctl.backend)
+            stack.push_async_callback(hub.aclose)
+            app.state.corral = ApiState(ctl, cfg, metrics, service, hub, secrets, worker)
+            await recover(ctl, restart=service.restart, finished=service.on_finished)
+            worker.start()
+            reaper = asyncio.create_task(_reap(hub, cfg.reap_interval), name="sandbox-reaper")
+            try:
+                yield
+            finally:
+                reaper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reaper
+
+    app = FastAPI(
+        title="Corral",
+        version="0.1.0",
+        summary="Self-hosted runtime for managed AI agents (Interactions-compatible API)",
+        lifespan=lifespan,
+        dependencies=[Depends(note_route)],
+    )
+    install_error_handlers(app)
+    for version in API_VERSIONS:
+        app.include_router(interactions.router, prefix=f"/{version}")
+    app.include_router(agents.router)
+    app.include_router(artifacts.router)
+    app.include_router(sandboxes.router)
+    app.include_router(webhooks.router)
+    app.include_router(health.router)
+    app.add_middleware(BodyLimit, json_limit=cfg.json_limit, upload_limit=cfg.upload_limit)
+    app.add_middleware(HttpMetrics, metrics=metrics)
+    return app
+
+
+async def _reap(hub: SandboxHub, interval: float) -> None:
+    """Remove sandboxes idle past their TTL (run sandboxes kept for follow-ups included)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await hub.backend.reap_idle()
+            await hub.forget_missing()
+        except SandboxError as exc:
+            log.warning("reaper.failed", error=str(exc))

@@ -1,0 +1,93 @@
+"""`/{v}/interactions`: the Interactions-compatible surface the google-genai SDK speaks.
+
+Mounted twice, under `/v1` (the SDK's default) and `/v1beta` (the docs'). Success is 200 with
+JSON, or `text/event-stream` when streaming.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+
+from runtime.api.deps import StateDep, TenantDep
+from runtime.api.schemas import CreateInteraction
+from runtime.api.service import Created
+from runtime.api.sse import event_frames, parse_last_event_id, sse_response
+from runtime.events import EventBus
+
+router = APIRouter(tags=["interactions"])
+
+
+@router.post("/interactions", response_model=None)
+async def create_interaction(
+    body: CreateInteraction,
+    state: StateDep,
+    tenant: TenantDep,
+    idempotency_key: Annotated[str | None, Header(max_length=256)] = None,
+) -> dict[str, Any] | StreamingResponse:
+    """Create an interaction: `model=` (inference) or `agent=` (a managed run in a sandbox).
+
+    `background=true` answers at once (status in_progress); `stream=true` streams its events;
+    otherwise the request waits for the end. The answer carries the output steps."""
+    created = await state.service.create(tenant, body, idempotency_key)
+    if body.stream:
+        return sse_response(_frames(state, created.bus, created, 0))
+    if body.background:
+        return await state.service.view(created.store, created.rec, skip_input=created.input_steps)
+    final = await state.service.wait(created)
+    return await state.service.view(created.store, final, skip_input=created.input_steps)
+
+
+@router.get("/interactions/{interaction_id}", response_model=None)
+async def get_interaction(
+    interaction_id: str,
+    state: StateDep,
+    tenant: TenantDep,
+    request: Request,
+    stream: bool = False,
+    last_event_id: Annotated[str | None, Query(max_length=32)] = None,
+    include_input: bool = False,
+) -> dict[str, Any] | StreamingResponse:
+    """The whole timeline; with `stream=true`, its events (from after `last_event_id`, then
+    live until it ends)."""
+    rec = await state.ctl.store.get_interaction(tenant, interaction_id)
+    if stream:
+        after = parse_last_event_id(last_event_id or request.headers.get("last-event-id"))
+        created = Created(rec, state.ctl.store, state.ctl.bus, None, 0)
+        return sse_response(_frames(state, state.ctl.bus, created, after))
+    return await state.service.view(state.ctl.store, rec, include_input=include_input)
+
+
+@router.post("/interactions/{interaction_id}/cancel")
+async def cancel_interaction(
+    interaction_id: str, state: StateDep, tenant: TenantDep
+) -> dict[str, Any]:
+    """Stop a running interaction (its status becomes `cancelled`); a finished one is returned
+    unchanged."""
+    rec = await state.service.cancel(tenant, interaction_id)
+    return await state.service.view(state.ctl.store, rec)
+
+
+@router.delete("/interactions/{interaction_id}")
+async def delete_interaction(
+    interaction_id: str, state: StateDep, tenant: TenantDep
+) -> dict[str, Any]:
+    """Remove the interaction with its events, artifacts and sandbox."""
+    await state.service.delete(tenant, interaction_id)
+    return {}
+
+
+async def _frames(
+    state: StateDep, bus: EventBus, created: Created, after: int
+) -> AsyncIterator[bytes]:
+    state.metrics.sse.inc()
+    try:
+        async for frame in event_frames(
+            bus, created.rec.id, after=after, heartbeat=state.config.heartbeat
+        ):
+            yield frame
+    finally:
+        state.metrics.sse.dec()

@@ -1,0 +1,170 @@
+"""`/v1beta/sandboxes`: sandboxes for gateways that run their own agent loop.
+
+Create, list, get, delete; exec (JSON result, or output streamed as SSE / NDJSON); files
+streamed both ways. Every sandbox belongs to the key's tenant; another tenant gets 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from runtime.api.deps import StateDep, TenantDep
+from runtime.api.hub import jsonable_result, sandbox_view
+from runtime.api.schemas import CreateSandbox, ExecRequest
+from runtime.api.sse import SSE_HEADERS
+from sandbox.api import Sandbox
+from sandbox.errors import SandboxError
+from sandbox.types import ExecResult
+
+router = APIRouter(prefix="/v1beta/sandboxes", tags=["sandboxes"])
+STREAM_QUEUE = 64
+"""Output chunks held per streaming exec; a slow reader slows the command, not our memory."""
+
+
+@router.post("")
+async def create_sandbox(body: CreateSandbox, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
+    rec = await state.hub.create(tenant, body)
+    return sandbox_view(rec)
+
+
+@router.get("")
+async def list_sandboxes(state: StateDep, tenant: TenantDep) -> dict[str, Any]:
+    return {"sandboxes": [sandbox_view(r) for r in await state.hub.list(tenant)]}
+
+
+@router.get("/{sandbox_id}")
+async def get_sandbox(sandbox_id: str, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
+    return sandbox_view(await state.hub.get(tenant, sandbox_id))
+
+
+@router.delete("/{sandbox_id}")
+async def delete_sandbox(sandbox_id: str, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
+    await state.hub.delete(tenant, sandbox_id)
+    return {}
+
+
+@router.post("/{sandbox_id}/exec", response_model=None)
+async def exec_command(
+    sandbox_id: str, body: ExecRequest, state: StateDep, tenant: TenantDep, request: Request
+) -> dict[str, Any] | StreamingResponse:
+    """Run a command. With `stream=true` the output comes as it is produced: SSE events
+    `output` then `exit`, or NDJSON lines when `format=ndjson` / `Accept: application/x-ndjson`."""
+    sb = await state.hub.connect(tenant, sandbox_id)
+    if not body.stream:
+        result = await sb.exec(body.command, cwd=body.cwd, env=body.env, timeout=body.timeout)
+        return jsonable_result(result)
+    ndjson = body.format == "ndjson" or (
+        body.format is None and "application/x-ndjson" in request.headers.get("accept", "")
+    )
+    frames = _exec_frames(sb, body, ndjson)
+    if ndjson:
+        return StreamingResponse(frames, media_type="application/x-ndjson", headers=SSE_HEADERS)
+    return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def _exec_frames(sb: Sandbox, body: ExecRequest, ndjson: bool) -> AsyncIterator[bytes]:
+    queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(STREAM_QUEUE)
+
+    async def on_output(stream: str, data: bytes) -> None:
+        await queue.put((stream, data))
+
+    async def run() -> ExecResult:
+        try:
+            return await sb.exec(
+                body.command, cwd=body.cwd, env=body.env, timeout=body.timeout, on_output=on_output
+            )
+        finally:
+            await queue.put(None)
+
+    task = asyncio.create_task(run())
+    try:
+        while (item := await queue.get()) is not None:
+            stream, data = item
+            yield _frame(
+                "output", {"stream": stream, "text": data.decode("utf-8", "replace")}, ndjson
+            )
+        try:
+            result = await task
+            yield _frame("exit", jsonable_result(result), ndjson)
+        except SandboxError as exc:
+            yield _frame("error", {"error": {"code": exc.reason, "message": str(exc)}}, ndjson)
+    finally:
+        if not task.done():  # the client went away: stop the command
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, SandboxError):
+                await task
+
+
+def _frame(kind: str, data: dict[str, Any], ndjson: bool) -> bytes:
+    if ndjson:
+        return (json.dumps({"type": kind, **data}) + "\n").encode()
+    return f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+@router.get("/{sandbox_id}/files")
+async def list_files(
+    sandbox_id: str,
+    state: StateDep,
+    tenant: TenantDep,
+    path: Annotated[str, Query(max_length=4096)] = ".",
+    recursive: bool = False,
+) -> dict[str, Any]:
+    sb = await state.hub.connect(tenant, sandbox_id)
+    infos = await sb.files.list(path, recursive=recursive)
+    return {
+        "files": [
+            {
+                "path": i.path,
+                "size": i.size,
+                "is_dir": i.is_dir,
+                "mode": i.mode,
+                "mtime": i.mtime,
+                "is_symlink": i.is_symlink,
+            }
+            for i in infos
+        ]
+    }
+
+
+@router.put("/{sandbox_id}/files/{path:path}")
+async def upload_file(
+    sandbox_id: str, path: str, state: StateDep, tenant: TenantDep, request: Request
+) -> dict[str, Any]:
+    """The request body becomes the file, streamed into the sandbox as it arrives."""
+    sb = await state.hub.connect(tenant, sandbox_id)
+    size = 0
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal size
+        async for chunk in request.stream():
+            if chunk:
+                size += len(chunk)
+                yield chunk
+
+    await sb.files.upload(path, chunks())
+    return {"path": path, "size": size}
+
+
+@router.get("/{sandbox_id}/files/{path:path}", response_model=None)
+async def download_file(
+    sandbox_id: str, path: str, state: StateDep, tenant: TenantDep
+) -> StreamingResponse:
+    sb = await state.hub.connect(tenant, sandbox_id)
+    it = sb.files.download(path).__aiter__()
+    # Read the first chunk before answering, so a missing file is a 404 and not a cut stream.
+    first = await anext(it, b"")
+
+    async def body() -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        async for chunk in it:
+            yield chunk
+
+    return StreamingResponse(body(), media_type="application/octet-stream")

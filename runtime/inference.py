@@ -1,0 +1,336 @@
+"""Plain `model=` interactions: one conversation turn through a model provider, no sandbox.
+
+The request's input becomes steps (`user_input`, `function_result`, ...) recorded like an agent
+run's; the conversation is the chain of previous interactions' steps (`previous_interaction_id`)
+plus that input, or, with `store=false`, the input alone (the caller sends the whole history as
+a list of steps). The agent loop runs with no toolbox: when the model calls one of the caller's
+`function` tools the interaction ends `requires_action` with `function_call` steps, and the
+caller answers with `function_result` input in a follow-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from runtime.agents.loop import AgentLoop, Limits, LoopResult, Recorder, usage_dict
+from runtime.errors import ConfigError, CorralError
+from runtime.events import EventBus
+from runtime.ids import new_id
+from runtime.providers.base import GenerationConfig, Message, ModelProvider, ToolSpec, Usage
+from runtime.runner import ProviderFactory
+from runtime.steps import materialize, to_messages
+from runtime.store.base import InteractionRecord, Store
+from runtime.views import interaction_view
+
+log = structlog.get_logger("corral.inference")
+
+CONTENT_TYPES = frozenset({"text", "image", "audio", "video", "document"})
+STEP_TYPES = frozenset(
+    {
+        "user_input",
+        "model_output",
+        "thought",
+        "function_call",
+        "function_result",
+        "code_execution_call",
+        "code_execution_result",
+    }
+)
+# Bare model names the caller may send (the SDK's examples use `gemini-...`): prefix -> provider.
+MODEL_PREFIXES = (
+    ("gemini", "gemini"),
+    ("gemma", "gemini"),
+    ("gpt", "openai"),
+    ("o1", "openai"),
+    ("o3", "openai"),
+    ("o4", "openai"),
+    ("chatgpt", "openai"),
+    ("claude", "anthropic"),
+)
+MAX_HISTORY_CHAIN = 100
+
+
+def resolve_model(model: str) -> str:
+    """`provider:model` as is; a bare name by prefix (`gemini-2.5-flash` -> `gemini:...`)."""
+    name = model.strip()
+    name = name.removeprefix("models/")
+    if not name:
+        raise ConfigError("model must not be empty")
+    if ":" in name:
+        return name
+    lowered = name.lower()
+    for prefix, provider in MODEL_PREFIXES:
+        if lowered.startswith(prefix):
+            return f"{provider}:{name}"
+    raise ConfigError(
+        f"cannot tell the provider of model {model!r}; use provider:model "
+        "(openai:, anthropic:, gemini:, scripted:)"
+    )
+
+
+def input_steps(value: Any) -> list[dict[str, Any]]:
+    """The request `input` as steps: a string, a content object, a list of content objects, a
+    list of steps, or legacy turns (`{role, content}`)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [_user([{"type": "text", "text": value}])]
+    if isinstance(value, dict):
+        return input_steps([value])
+    if not isinstance(value, list):
+        raise ConfigError("input must be a string, a content object or a list")
+    steps: list[dict[str, Any]] = []
+    pending: list[dict[str, Any]] = []
+    for item in value:
+        if isinstance(item, str):
+            pending.append({"type": "text", "text": item})
+            continue
+        if not isinstance(item, dict):
+            raise ConfigError("input list items must be objects")
+        kind = item.get("type")
+        if kind in CONTENT_TYPES:
+            pending.append(item)
+            continue
+        if pending:
+            steps.append(_user(pending))
+            pending = []
+        if kind in STEP_TYPES:
+            steps.append(_step(item))
+        elif kind is None and "role" in item:
+            steps.append(_turn(item))
+        else:
+            raise ConfigError(f"unsupported input item type {kind!r}")
+    if pending:
+        steps.append(_user(pending))
+    return steps
+
+
+def _user(content: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "user_input", "content": content}
+
+
+def _content(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, str):
+        return [{"type": "text", "text": value}]
+    if isinstance(value, dict):
+        return [value]
+    if isinstance(value, list):
+        return [c if isinstance(c, dict) else {"type": "text", "text": str(c)} for c in value]
+    return []
+
+
+def _step(item: dict[str, Any]) -> dict[str, Any]:
+    kind = item["type"]
+    if kind in ("user_input", "model_output"):
+        return {**item, "content": _content(item.get("content"))}
+    if kind == "function_result" and not item.get("call_id"):
+        raise ConfigError("a function_result step needs call_id")
+    if kind == "function_call" and not (item.get("id") and item.get("name")):
+        raise ConfigError("a function_call step needs id and name")
+    return dict(item)
+
+
+def _turn(item: dict[str, Any]) -> dict[str, Any]:
+    role = item.get("role")
+    kind = "model_output" if role in ("model", "assistant") else "user_input"
+    return {"type": kind, "content": _content(item.get("content"))}
+
+
+def client_tools(tools: list[dict[str, Any]] | None) -> list[ToolSpec]:
+    specs: list[ToolSpec] = []
+    for tool in tools or []:
+        if tool.get("type") != "function":
+            raise ConfigError(
+                f"tool type {tool.get('type')!r} is not available with model=; only client-side "
+                "`function` tools are (server-side tools come with agent=)"
+            )
+        name = tool.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError("a function tool needs a name")
+        params = tool.get("parameters") or {"type": "object", "properties": {}}
+        specs.append(ToolSpec(name, str(tool.get("description") or ""), params))
+    return specs
+
+
+def generation_config(
+    config: dict[str, Any] | None, response_format: Any = None
+) -> GenerationConfig:
+    c = config or {}
+    stop = c.get("stop_sequences")
+    return GenerationConfig(
+        temperature=c.get("temperature"),
+        top_p=c.get("top_p"),
+        max_output_tokens=c.get("max_output_tokens"),
+        stop=list(stop) if stop else None,
+        seed=c.get("seed"),
+        response_schema=response_schema(response_format),
+    )
+
+
+def response_schema(fmt: Any) -> dict[str, Any] | None:
+    """The JSON schema of `response_format` (`{type, mime_type, schema}`, a list of those, or a
+    bare JSON schema as older clients send it)."""
+    if isinstance(fmt, list):
+        for item in fmt:
+            found = response_schema(item)
+            if found is not None:
+                return found
+        return None
+    if not isinstance(fmt, dict):
+        return None
+    if isinstance(fmt.get("schema"), dict):
+        return dict(fmt["schema"])
+    if "properties" in fmt or fmt.get("type") in ("object", "array"):
+        return dict(fmt)
+    return None
+
+
+@dataclass
+class InferenceRequest:
+    model: str
+    input: Any = None
+    system_instruction: str | None = None
+    generation_config: dict[str, Any] | None = None
+    response_format: Any = None
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    previous_interaction_id: str | None = None
+    store: bool = True
+    background: bool = False
+
+    def config(self) -> dict[str, Any]:
+        """What is kept on the record (enough to run it again after a restart)."""
+        return {
+            "kind": "model",
+            "system_instruction": self.system_instruction,
+            "generation_config": self.generation_config,
+            "response_format": self.response_format,
+            "tools": self.tools,
+        }
+
+
+class Inference:
+    """Creates and runs `model=` interactions against one store + event bus (the controller's,
+    or an in-memory pair for `store=false`)."""
+
+    def __init__(self, store: Store, bus: EventBus, provider_factory: ProviderFactory) -> None:
+        self.store = store
+        self.bus = bus
+        self.provider_factory = provider_factory
+
+    async def create(self, tenant: str, req: InferenceRequest) -> InteractionRecord:
+        """Validate, record the interaction and its input steps (status in_progress)."""
+        model = resolve_model(req.model)
+        steps = input_steps(req.input)
+        if not steps:
+            raise ConfigError("input is required")
+        client_tools(req.tools)  # refuse bad tools before anything is recorded
+        if req.previous_interaction_id:
+            await self.store.get_interaction(tenant, req.previous_interaction_id)
+        rec = InteractionRecord(
+            id=new_id("int"),
+            tenant=tenant,
+            model=model,
+            input=req.input,
+            previous_interaction_id=req.previous_interaction_id,
+            config={**req.config(), "input_steps": len(steps)},
+            background=req.background,
+            store=req.store,
+        )
+        rec = await self.store.create_interaction(rec)
+        await self.bus.emit(
+            rec.id, "interaction.created", {"interaction": interaction_view(rec, [])}
+        )
+        recorder = Recorder(self.bus, rec.id)
+        for step in steps:
+            await recorder.step(step, flush=False)
+        await recorder.drain()  # stored before the run reads them back
+        return rec
+
+    async def run(self, rec: InteractionRecord) -> InteractionRecord:
+        """Run the model turn(s); always ends with a final status (cancellation included)."""
+        provider: ModelProvider | None = None
+        loop: AgentLoop | None = None
+        status, errors = "failed", [{"code": "internal", "message": "run did not finish"}]
+        try:
+            cfg = rec.config
+            provider = self.provider_factory(rec.model or "", base_url=None)
+            events = await self.store.list_events(rec.id)
+            steps = materialize(events)
+            messages = [*await self.history(rec), *to_messages(steps)]
+            loop = AgentLoop(
+                provider,
+                Recorder(self.bus, rec.id, next_index=len(steps)),
+                client_tools=client_tools(cfg.get("tools")),
+                system=cfg.get("system_instruction"),
+                limits=Limits(max_steps=1, timeout=None),
+                config=generation_config(cfg.get("generation_config"), cfg.get("response_format")),
+            )
+            result = await loop.run(_ensure_user_turn(messages))
+            status, errors = _status(result)
+        except asyncio.CancelledError:
+            status, errors = "cancelled", [{"code": "cancelled", "message": "cancelled"}]
+        except CorralError as exc:
+            status, errors = "failed", [{"code": exc.code, "message": str(exc)}]
+        except Exception as exc:  # the interaction fails with a reason; the server stays up
+            log.exception("inference.crashed", interaction=rec.id)
+            status, errors = "failed", [{"code": "internal", "message": f"{type(exc).__name__}"}]
+        finally:
+            usage = loop.usage if loop is not None else Usage()
+            final = await asyncio.shield(self._finish(rec, status, errors, usage, provider))
+        return final
+
+    async def history(self, rec: InteractionRecord) -> list[Message]:
+        chain: list[InteractionRecord] = []
+        prev = rec.previous_interaction_id
+        while prev and len(chain) < MAX_HISTORY_CHAIN:
+            p = await self.store.get_interaction(rec.tenant, prev)
+            chain.append(p)
+            prev = p.previous_interaction_id
+        messages: list[Message] = []
+        for p in reversed(chain):
+            messages += to_messages(materialize(await self.store.list_events(p.id)))
+        return messages
+
+    async def _finish(
+        self,
+        rec: InteractionRecord,
+        status: str,
+        errors: list[dict[str, str]],
+        usage: Usage,
+        provider: ModelProvider | None,
+    ) -> InteractionRecord:
+        if provider is not None:
+            with contextlib.suppress(Exception):
+                await provider.aclose()
+        final = await self.store.update_interaction(
+            rec.tenant, rec.id, status=status, errors=errors, usage=usage_dict(usage)
+        )
+        for err in errors:
+            await self.bus.emit(
+                rec.id, "error", {"error": {"code": err["code"], "message": err["message"]}}
+            )
+        steps = materialize(await self.store.list_events(rec.id))
+        await self.bus.emit(
+            rec.id, "interaction.completed", {"interaction": interaction_view(final, steps)}
+        )
+        self.bus.finish(rec.id)
+        return final
+
+
+def _status(result: LoopResult) -> tuple[str, list[dict[str, str]]]:
+    # One model turn per interaction: a turn that asks for a client function is requires_action;
+    # max_steps=1 "exceeded" only means the model answered, so it is completed.
+    if result.status == "budget_exceeded" and result.errors[0].get("limit") == "max_steps":
+        return "completed", []
+    return result.status, result.errors
+
+
+def _ensure_user_turn(messages: list[Message]) -> list[Message]:
+    if not messages:
+        raise ConfigError("the conversation is empty")
+    return messages
