@@ -26,6 +26,7 @@ from runtime.agents import loop as loop_mod
 from runtime.agents import tools as tools_mod
 from runtime.agents.spec import AgentSpec
 from runtime.controller import open_controller
+from runtime.logs import configure_logging
 from runtime.providers.registry import make_provider
 from runtime.settings import Settings
 
@@ -159,6 +160,7 @@ async def _measure(settings: Settings, spec: AgentSpec, steps: int, timing: Timi
 
 
 if __name__ == "__main__":
+    configure_logging("console", "warning")  # figures on stdout, not log lines
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     asyncio.run(bench(ap.parse_args().quick))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from runtime.logs import configure_logging
 from sandbox import Sandbox, SandboxSpec
 from sandbox.backends.docker import DockerBackend
 from sandbox.pool import WarmPool
@@ -181,6 +182,7 @@ async def bench(quick: bool) -> None:
 
 
 if __name__ == "__main__":
+    configure_logging("console", "warning")  # figures on stdout, not log lines
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     asyncio.run(bench(ap.parse_args().quick))
