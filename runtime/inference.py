@@ -17,7 +17,8 @@ from typing import Any
 
 import structlog
 
-from runtime.agents.loop import AgentLoop, Limits, LoopResult, Recorder, usage_dict
+from runtime import lifecycle
+from runtime.agents.loop import AgentLoop, Limits, LoopResult, Recorder
 from runtime.errors import ConfigError, CorralError
 from runtime.events import EventBus
 from runtime.ids import new_id
@@ -52,7 +53,6 @@ MODEL_PREFIXES = (
     ("chatgpt", "openai"),
     ("claude", "anthropic"),
 )
-MAX_HISTORY_CHAIN = 100
 
 
 def resolve_model(model: str) -> str:
@@ -285,16 +285,7 @@ class Inference:
         return final
 
     async def history(self, rec: InteractionRecord) -> list[Message]:
-        chain: list[InteractionRecord] = []
-        prev = rec.previous_interaction_id
-        while prev and len(chain) < MAX_HISTORY_CHAIN:
-            p = await self.store.get_interaction(rec.tenant, prev)
-            chain.append(p)
-            prev = p.previous_interaction_id
-        messages: list[Message] = []
-        for p in reversed(chain):
-            messages += to_messages(materialize(await self.store.list_events(p.id)))
-        return messages
+        return await lifecycle.history(self.store, rec)
 
     async def _finish(
         self,
@@ -307,19 +298,7 @@ class Inference:
         if provider is not None:
             with contextlib.suppress(Exception):
                 await provider.aclose()
-        final = await self.store.update_interaction(
-            rec.tenant, rec.id, status=status, errors=errors, usage=usage_dict(usage)
-        )
-        for err in errors:
-            await self.bus.emit(
-                rec.id, "error", {"error": {"code": err["code"], "message": err["message"]}}
-            )
-        steps = materialize(await self.store.list_events(rec.id))
-        await self.bus.emit(
-            rec.id, "interaction.completed", {"interaction": interaction_view(final, steps)}
-        )
-        self.bus.finish(rec.id)
-        return final
+        return await lifecycle.finish(self.store, self.bus, rec, status, errors, usage)
 
 
 def _status(result: LoopResult) -> tuple[str, list[dict[str, str]]]:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from runtime.agents.loop import AgentLoop, Limits, LoopResult, Recorder, usage_dict
+from runtime import lifecycle
+from runtime.agents.loop import AgentLoop, Limits, LoopResult, Recorder
 from runtime.agents.prompt import system_prompt
 from runtime.agents.spec import AgentSpec
 from runtime.agents.tools import Toolbox
@@ -26,7 +27,6 @@ from runtime.ids import new_id
 from runtime.providers.base import GenerationConfig, Message, ModelProvider, Usage
 from runtime.providers.registry import make_provider
 from runtime.settings import Settings
-from runtime.steps import materialize, to_messages
 from runtime.store.base import InteractionRecord, Store
 from runtime.views import interaction_view
 from sandbox.api import Sandbox
@@ -142,7 +142,7 @@ class Runner:
         usage = Usage()
         try:
             provider = self.provider_factory(rec.model or "", base_url=spec.base_url)
-            history = await self._history(rec)
+            history = await lifecycle.history(self.store, rec)
             sandbox = await self._sandbox(rec, spec, opts)
             await self.store.update_interaction(rec.tenant, rec.id, sandbox_id=sandbox.id)
             await sandbox.files.mkdir(spec.output_dir)
@@ -228,33 +228,9 @@ class Runner:
                 await provider.aclose()
         with contextlib.suppress(Exception):
             await recorder.drain()  # everything the run emitted is stored before the verdict
-        final = await self.store.update_interaction(
-            rec.tenant, rec.id, status=status, errors=errors, usage=usage_dict(usage)
-        )
-        for err in errors:
-            await self.bus.emit(
-                rec.id, "error", {"error": {"code": err["code"], "message": err["message"]}}
-            )
-        steps = materialize(await self.store.list_events(rec.id))
-        await self.bus.emit(
-            rec.id, "interaction.completed", {"interaction": interaction_view(final, steps)}
-        )
-        self.bus.finish(rec.id)
+        final = await lifecycle.finish(self.store, self.bus, rec, status, errors, usage)
         log.info("run.finished", interaction=rec.id, status=status)
         return final
-
-    async def _history(self, rec: InteractionRecord) -> list[Message]:
-        """The conversation of the chain of previous interactions, oldest first."""
-        chain: list[InteractionRecord] = []
-        prev = rec.previous_interaction_id
-        while prev and len(chain) < 100:
-            p = await self.store.get_interaction(rec.tenant, prev)
-            chain.append(p)
-            prev = p.previous_interaction_id
-        messages: list[Message] = []
-        for p in reversed(chain):
-            messages += to_messages(materialize(await self.store.list_events(p.id)))
-        return messages
 
     async def _sandbox(self, rec: InteractionRecord, spec: AgentSpec, opts: RunOptions) -> Sandbox:
         if rec.previous_interaction_id:

@@ -197,18 +197,23 @@ def test_model_failure_fails_the_run(tmp_path: Path) -> None:
 
 
 def test_follow_up_sees_earlier_workspace(tmp_path: Path, corral_home: Path) -> None:
+    # One script for the whole conversation: the follow-up carries on after the turns already
+    # in its history.
     a1 = write_agent(
-        tmp_path / "1" if (tmp_path / "1").mkdir() is None else tmp_path,
-        [exec_call("echo remembered > /workspace/note.txt"), {"text": "saved"}],
+        tmp_path,
+        [
+            exec_call("echo remembered > /workspace/note.txt"),
+            {"text": "saved"},
+            exec_call("cat /workspace/note.txt"),
+            {"text": "ok"},
+        ],
     )
     res1 = run("--agent", str(a1), "--keep", "--out", str(tmp_path / "o1"), "--json", "remember")
     assert res1.exit_code == 0, res1.output
     run_id = events(res1.output)[0]["interaction"]["id"]
     assert len(containers_of(corral_home)) == 1
-    (tmp_path / "2").mkdir()
-    a2 = write_agent(tmp_path / "2", [exec_call("cat /workspace/note.txt"), {"text": "ok"}])
     res2 = run(
-        "--agent", str(a2), "--continue", run_id, "--out", str(tmp_path / "o2"), "--json", "recall"
+        "--agent", str(a1), "--continue", run_id, "--out", str(tmp_path / "o2"), "--json", "recall"
     )
     assert res2.exit_code == 0, res2.output
     results = [
