@@ -124,8 +124,14 @@ def test_function_calling_round_trip(
             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
         }
     ]
+    # One script for the conversation: each interaction carries on after the turns in its
+    # history.
+    model = script(
+        {"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]},
+        {"text": "Sunny in Paris."},
+    )
     first = client.interactions.create(
-        model=script({"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}),
+        model=model,
         input="Weather in Paris?",
         tools=tools,
         system_instruction="Be brief.",
@@ -135,7 +141,7 @@ def test_function_calling_round_trip(
     assert call.type == "function_call" and call.name == "get_weather"
     assert call.arguments == {"city": "Paris"}
     second = client.interactions.create(
-        model=script({"text": "Sunny in Paris."}),
+        model=model,
         previous_interaction_id=first.id,
         tools=tools,
         input=[
@@ -161,9 +167,10 @@ def test_function_calling_round_trip(
 def test_previous_interaction_conversation(
     client: Any, script: Callable[..., str], recording: Recording
 ) -> None:
-    one = client.interactions.create(model=script({"text": "I am Corral."}), input="Who are you?")
+    model = script({"text": "I am Corral."}, {"text": "You asked who I am."})
+    one = client.interactions.create(model=model, input="Who are you?")
     two = client.interactions.create(
-        model=script({"text": "You asked who I am."}),
+        model=model,
         input="What did I ask?",
         previous_interaction_id=one.id,
     )
@@ -184,7 +191,9 @@ def test_store_false_is_stateless(
         {"type": "model_output", "content": [{"type": "text", "text": "Noted."}]},
         {"type": "user_input", "content": [{"type": "text", "text": "Which number?"}]},
     ]
-    r = client.interactions.create(model=script({"text": "7"}), input=history, store=False)
+    # The history holds one model turn, so the script's second turn answers.
+    model = script({"text": "Noted."}, {"text": "7"})
+    r = client.interactions.create(model=model, input=history, store=False)
     assert r.status == "completed" and r.output_text == "7"
     assert [m.content for m in recording.calls[-1][0]] == ["Remember 7.", "Noted.", "Which number?"]
     with pytest.raises(APIStatusError) as err:
