@@ -61,6 +61,7 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
 
 def test_shell_is_an_interactive_tty(corral_home: Path) -> None:
     code, out = corral("create", "--memory", "256m")
+    assert code == 0, out
     sid = out.strip()
     pid, fd = pty.fork()
     if pid == 0:  # child: the real CLI on a real terminal
