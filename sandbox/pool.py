@@ -35,6 +35,7 @@ class WarmPool:
         self._fillers: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._create_slots = asyncio.Semaphore(max_concurrent_creates)
+        self._changed = asyncio.Condition()
         self._closed = False
         self.failures = 0
 
@@ -54,11 +55,11 @@ class WarmPool:
     async def wait_ready(
         self, spec: SandboxSpec, count: int | None = None, timeout: float = 120
     ) -> None:
+        """Wait until `count` (default: the target size) sandboxes of this shape are ready."""
         key = spec.pool_key()
         want = count if count is not None else self._targets[key][1]
-        async with asyncio.timeout(timeout):
-            while len(self._ready.get(key, ())) < want:
-                await asyncio.sleep(0.01)
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: len(self._ready.get(key, ())) >= want)
 
     async def acquire(
         self, spec: SandboxSpec, *, labels: Mapping[str, str] | None = None
@@ -113,6 +114,8 @@ class WarmPool:
                 elif isinstance(r, BaseException):
                     self.failures += 1
                     log.warning("pool.refill_failed", error=str(r))
+            async with self._changed:
+                self._changed.notify_all()
             if any(isinstance(r, BaseException) for r in results):
                 await asyncio.sleep(1.0)  # back off; do not spin on a broken image
                 wake.set()

@@ -67,7 +67,9 @@ class SandboxSpec(BaseModel):
     workdir: str = "/workspace"
     runtime: OciRuntime = "runc"
     labels: dict[str, str] = Field(default_factory=dict)
-    idle_ttl: float | None = Field(default=900.0, description="seconds idle before reaping; None = never")
+    idle_ttl: float | None = Field(
+        default=900.0, description="seconds idle before reaping; None = never"
+    )
 
     @field_validator("memory", "disk", "tmp_size", "output_limit", mode="before")
     @classmethod
