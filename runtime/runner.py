@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
 
 from runtime import lifecycle
+from runtime.agents.browser_tools import image_has_browser
 from runtime.agents.loop import AgentLoop, Limits, LoopResult, Recorder
 from runtime.agents.prompt import system_prompt
+from runtime.agents.refusals import RefusalWatcher
 from runtime.agents.spec import AgentSpec
 from runtime.agents.tools import Toolbox
 from runtime.artifacts import ArtifactCollector
@@ -155,7 +157,20 @@ class Runner:
                 dest_root=self.settings.artifacts_dir,
             )
             skills = await _install_skills(sandbox, spec)
-            toolbox = Toolbox(sandbox, spec.builtin_tools())
+            tools = spec.builtin_tools()
+            toolbox = Toolbox(
+                sandbox,
+                tools,
+                browser="browser" in tools and await image_has_browser(sandbox),
+                output_dir=spec.output_dir,
+            )
+            after_tool: Callable[[], Awaitable[object]] = collector.scan
+            refusals: RefusalWatcher | None = None
+            if sandbox.spec.network == "allowlist":
+                # Requests the egress proxy refused become `network.refused` events.
+                refusals = RefusalWatcher(sandbox, recorder.emit)
+                await refusals.start()
+                after_tool = _then(collector.scan, refusals.scan)
             loop = AgentLoop(
                 provider,
                 recorder,
@@ -168,7 +183,7 @@ class Runner:
                     temperature=spec.generation.temperature,
                     max_output_tokens=spec.generation.max_output_tokens,
                 ),
-                after_tool=collector.scan,
+                after_tool=after_tool,
             )
             messages = [*history, Message(role="user", content=str(rec.input))]
             try:
@@ -182,6 +197,8 @@ class Runner:
                 usage = loop.usage
             with contextlib.suppress(SandboxError):
                 await collector.scan()
+                if refusals is not None:
+                    await refusals.scan()
             status, errors = result.status, result.errors
         except asyncio.CancelledError:
             status, errors = (
@@ -252,6 +269,16 @@ class Runner:
         for task in list(self.tasks.values()):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def _then(
+    first: Callable[[], Awaitable[object]], second: Callable[[], Awaitable[object]]
+) -> Callable[[], Awaitable[object]]:
+    async def both() -> object:
+        await first()
+        return await second()
+
+    return both
 
 
 async def _install_skills(sandbox: Sandbox, spec: AgentSpec) -> list[str]:

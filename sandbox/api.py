@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sandbox.backends.base import Backend, SandboxHandle
+from sandbox.browser import Browser
 from sandbox.errors import ConnectionLost, SandboxDied, SandboxError
 from sandbox.rpc import RpcClient
 from sandbox.spec import SandboxSpec
@@ -22,6 +23,7 @@ from sandbox.types import ExecResult, FileInfo, PythonResult
 
 if TYPE_CHECKING:
     from sandbox.backends.docker import DockerBackend
+    from sandbox.egress import Refusal
 
 T = TypeVar("T")
 OutputCallback = Callable[[str, bytes], Awaitable[None] | None]
@@ -82,6 +84,8 @@ class Sandbox:
         self.backend = backend
         self.rpc = rpc
         self.files = Files(self)
+        self.browser = Browser(self)
+        """The sandbox's headless Chromium (image corral/browser); see sandbox/browser.py."""
         self.env: dict[str, str] = dict(env or {})
         """Per-run environment applied to every exec (how pooled sandboxes get run env)."""
         self._owns_backend = owns_backend
@@ -190,6 +194,16 @@ class Sandbox:
     ) -> str:
         merged = {**self.env, **(env or {})}
         return await self._call(self.rpc.spawn(command, cwd=cwd, env=merged or None))
+
+    async def network_refusals(self, offset: int = 0) -> tuple[list[Refusal], int]:
+        """Requests the egress proxy refused for this sandbox (`network: allowlist`), read
+        from byte `offset` of the proxy's log; returns them and the offset to pass next time."""
+        reader = getattr(self.backend, "network_refusals", None)
+        if reader is None:
+            return [], offset
+        refusals: list[Refusal]
+        refusals, new_offset = await reader(self.id, offset)
+        return refusals, new_offset
 
     # -- lifecycle ------------------------------------------------------------------------
     async def status(self) -> Any:

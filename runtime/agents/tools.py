@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from runtime.agents.browser_tools import BrowserTools
 from runtime.agents.truncate import head_tail
 from runtime.providers.base import ToolSpec
 from sandbox.api import Sandbox
@@ -105,11 +106,25 @@ class Toolbox:
     """The sandbox-backed tools of one run."""
 
     def __init__(
-        self, sandbox: Sandbox, names: Sequence[str], *, exec_timeout: float = DEFAULT_EXEC_TIMEOUT
+        self,
+        sandbox: Sandbox,
+        names: Sequence[str],
+        *,
+        exec_timeout: float = DEFAULT_EXEC_TIMEOUT,
+        browser: bool = False,
+        browser_evaluate: bool = False,
+        output_dir: str = "/workspace/out",
     ) -> None:
+        """`browser`: the image has a browser (see `image_has_browser`); the `browser_*` tools
+        are offered when it does and `names` lists `browser`. `browser_evaluate` adds the
+        JavaScript tool (opt-in)."""
         self.sandbox = sandbox
         self.exec_timeout = exec_timeout
         self.specs: list[ToolSpec] = [TOOLS[n] for n in names if n in TOOLS]
+        self.browser: BrowserTools | None = None
+        if browser and "browser" in names:
+            self.browser = BrowserTools(sandbox, output_dir=output_dir, evaluate=browser_evaluate)
+            self.specs += self.browser.specs
         self._names = {t.name for t in self.specs}
 
     def has(self, name: str) -> bool:
@@ -135,6 +150,8 @@ class Toolbox:
                 return await self._edit(args)
             if name == "list_files":
                 return await self._list(args)
+            if self.browser is not None and name in self.browser.names:
+                return ToolOutcome(await self.browser.call(name, args))
         except ToolError as exc:
             return ToolOutcome(f"error: {exc}", is_error=True)
         except (KeyError, TypeError, ValueError) as exc:

@@ -54,6 +54,12 @@ class EventPrinter:
             self.console.print(
                 f"[green]  + artifact[/] {escape(a['path'])} [dim]({_size(a['size'])})[/]"
             )
+        elif t == "network.refused":
+            self._end_text()
+            self.console.print(
+                f"[yellow]  ⊘ network refused[/] {escape(str(p.get('host')))}:{p.get('port')} "
+                f"[dim]({escape(str(p.get('reason')))})[/]"
+            )
         elif t == "artifact.skipped":
             self.console.print(f"[yellow]  ! {escape(p.get('message', ''))}[/]")
         elif t == "error":
@@ -84,6 +90,11 @@ class EventPrinter:
         elif kind == "function_result":
             result = str(step.get("result", ""))
             first = result.splitlines()[0] if result else ""
+            if str(step.get("name", "")).startswith("browser_") and first.startswith("Page: "):
+                # Browser steps: the page the action left us on (title — URL).
+                mark = "[red]✗[/]" if step.get("is_error") else "[green]✓[/]"
+                self.console.print(f"  {mark} [blue]🌐 {escape(first[6:][:200])}[/]")
+                return
             mark = "[red]✗[/]" if step.get("is_error") else "[green]✓[/]"
             self.console.print(f"  {mark} [dim]{escape(first[:160])}[/]")
         elif kind == "user_input":
@@ -107,6 +118,10 @@ def _args(args: Any) -> str:
             return (first[0] + (" …" if len(first) > 1 else ""))[:300] if first else ""
         if "path" in args:
             return str(args["path"])
+        for key in ("url", "ref", "text", "key", "action", "expression"):  # browser tools
+            if key in args:
+                more = f" {args['value']!r}" if "value" in args else ""
+                return f"{key}={str(args[key])[:250]}{more[:60]}"
     return json.dumps(args)[:300]
 
 

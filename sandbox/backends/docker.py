@@ -30,6 +30,7 @@ from docker.types import LogConfig, Mount, Ulimit
 
 from sandbox.backends.base import ReconcileReport, SandboxHandle, SandboxStatus
 from sandbox.backends.docker_errors import map_docker_error
+from sandbox.egress import Attachment, EgressManager, EgressOptions, Refusal
 from sandbox.errors import RuntimeUnavailable, SandboxError, SandboxNotFound
 from sandbox.rpc import GUEST_DIR, guest_command
 from sandbox.spec import SandboxSpec
@@ -62,6 +63,7 @@ class DockerBackend:
         *,
         client: docker.DockerClient | None = None,
         max_workers: int = 32,
+        egress: EgressOptions | None = None,
     ) -> None:
         self.home = Path(home).resolve()
         self.sandboxes_dir = self.home / "sandboxes"
@@ -70,6 +72,8 @@ class DockerBackend:
         self._handles: dict[str, SandboxHandle] = {}
         self._runtimes: set[str] | None = None
         self._guest: Path | None = None
+        self._egress_options = egress
+        self._egress: EgressManager | None = None
 
     # -- plumbing -------------------------------------------------------------------------
     @property
@@ -95,6 +99,23 @@ class DockerBackend:
             return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
         except Exception as exc:
             raise map_docker_error(exc, image=err_image, sandbox_id=err_sandbox) from exc
+
+    @property
+    def egress(self) -> EgressManager:
+        """Networks and proxy of `network: allowlist` sandboxes (created on first use)."""
+        if self._egress is None:
+            labels = {LABEL_MANAGED: "true", LABEL_HOME: str(self.home)}
+            self._egress = EgressManager(
+                self.home, labels, self._run, lambda: self.client, self._egress_options
+            )
+        return self._egress
+
+    async def network_refusals(
+        self, sandbox_id: str, offset: int = 0
+    ) -> tuple[builtins.list[Refusal], int]:
+        """Requests the egress proxy refused for this sandbox, from byte `offset` of the log;
+        returns them and the offset to pass next time."""
+        return await asyncio.to_thread(self.egress.refusals, sandbox_id, offset)
 
     async def ping(self) -> str:
         """Return the engine's version; raise BackendUnavailable when it does not answer."""
@@ -135,16 +156,25 @@ class DockerBackend:
             LABEL_SPEC: spec.model_dump_json(),
         }
         all_labels.setdefault(LABEL_ROLE, "sandbox")
-        kwargs = self._container_kwargs(spec, sandbox_id, host_dir, all_labels)
         api = self.client.api
+        attachment: Attachment | None = None
         try:
+            if spec.network == "allowlist":
+                attachment = await self.egress.attach(sandbox_id, spec)
+            kwargs = self._container_kwargs(spec, sandbox_id, host_dir, all_labels, attachment)
             created = await self._run(
-                api.create_container, spec.image, err_image=spec.image, err_sandbox=sandbox_id, **kwargs
+                api.create_container,
+                spec.image,
+                err_image=spec.image,
+                err_sandbox=sandbox_id,
+                **kwargs,
             )
             container_id = str(created["Id"])
             await self._run(api.start, container_id, err_sandbox=sandbox_id)
         except BaseException:
             await self._discard(sandbox_id, host_dir)
+            if attachment is not None:
+                await self.egress.detach(sandbox_id)
             raise
         handle = SandboxHandle(
             id=sandbox_id,
@@ -160,7 +190,12 @@ class DockerBackend:
         return handle
 
     def _container_kwargs(
-        self, spec: SandboxSpec, sandbox_id: str, host_dir: Path, labels: dict[str, str]
+        self,
+        spec: SandboxSpec,
+        sandbox_id: str,
+        host_dir: Path,
+        labels: dict[str, str],
+        attachment: Attachment | None = None,
     ) -> dict[str, Any]:
         api = self.client.api
         mounts = [
@@ -191,7 +226,13 @@ class DockerBackend:
             ],
             init=True,
             ipc_mode="private",
-            network_mode=_network_mode(spec),
+            network_mode=attachment.network if attachment else _network_mode(spec),
+            # allowlist: names resolve at the proxy only. Docker's embedded DNS forwards external
+            # queries (from the sandbox's namespace) to the proxy's address, where nothing
+            # answers on port 53, so DNS cannot carry data out even on engines that forward
+            # queries from internal networks; lookups give up after 1 s instead of 10 s.
+            dns=[attachment.proxy_ip] if attachment else None,
+            dns_opt=["timeout:1", "attempts:1"] if attachment else None,
             runtime=spec.runtime,
             log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
         )
@@ -200,8 +241,11 @@ class DockerBackend:
             "CORRAL_SANDBOX_ID": sandbox_id,
             "HOME": spec.workdir,
             "LANG": "C.UTF-8",
+            **(attachment.env() if attachment else {}),
         }
+        extra = self.egress.container_kwargs(attachment) if attachment else {}
         return {
+            **extra,
             "command": guest_command(RPC_SOCKET, spec.workdir),
             "user": SANDBOX_USER,
             "working_dir": spec.workdir,
@@ -307,6 +351,8 @@ class DockerBackend:
                 self.client.api.remove_container, target, force=True, v=True, err_sandbox=sandbox_id
             )
         shutil.rmtree(self.sandboxes_dir / sandbox_id, ignore_errors=True)
+        if handle is None or handle.spec.network == "allowlist":
+            await self.egress.detach(sandbox_id)
         log.info("sandbox.destroyed", sandbox=sandbox_id)
 
     def touch(self, handle: SandboxHandle) -> None:
@@ -359,6 +405,8 @@ class DockerBackend:
             for d in self.sandboxes_dir.iterdir():
                 if d.name not in known and d.name not in self._handles:
                     shutil.rmtree(d, ignore_errors=True)
+        # Sandbox networks without a live sandbox, and the egress proxy once none needs it.
+        await self.egress.prune(known | set(self._handles))
         log.info("sandbox.reconciled", adopted=len(adopted), removed=len(removed))
         return ReconcileReport(adopted=adopted, removed=removed)
 
@@ -391,14 +439,8 @@ def stage_guest(root: Path) -> Path:
 
 
 def _network_mode(spec: SandboxSpec) -> str:
-    if spec.network == "none":
-        return "none"
-    if spec.network == "open":
-        return "bridge"
-    # allowlist: an internal network whose only way out is the egress proxy (browser issue).
-    raise SandboxError(
-        "network mode 'allowlist' is not available in this build yet", reason="invalid_spec"
-    )
+    # allowlist sandboxes get their own network from EgressManager.attach (see create()).
+    return "none" if spec.network == "none" else "bridge"
 
 
 def spec_from_labels(labels: Mapping[str, str]) -> SandboxSpec:

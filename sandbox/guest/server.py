@@ -20,6 +20,7 @@ from typing import Any
 
 from . import args as A
 from . import files
+from .browser import BrowserSession
 from .channel import CallState, Channel, FlowError
 from .errors import (
     INVALID_ARGUMENT,
@@ -58,6 +59,7 @@ class Guest:
         self.token = token
         self.procs = ProcessTable()
         self.python = PythonSession(self.ws.root, self.env)
+        self.browser = BrowserSession(self.ws, self.env)
         self.connections: set[Connection] = set()
 
     def protocol(self) -> Channel:
@@ -68,6 +70,7 @@ class Guest:
             conn.channel.close()
         self.procs.close()
         self.python.close()
+        self.browser.close()
 
 
 class Connection:
@@ -255,6 +258,15 @@ async def _python_restart(c: Connection, s: CallState, a: dict[str, Any], p: byt
     return {}, b""
 
 
+async def _browser(c: Connection, s: CallState, a: dict[str, Any], p: bytes) -> Result:
+    # Snapshots and page text can be large: the result travels as JSON in the payload.
+    action_args = a.get("args") or {}
+    if not isinstance(action_args, dict):
+        raise ToolFailure(INVALID_ARGUMENT, "browser 'args' must be an object")
+    result = await c.guest.browser.call(A.string(a, "action"), action_args)
+    return {}, json.dumps(result).encode()
+
+
 async def _stat(c: Connection, s: CallState, a: dict[str, Any], p: bytes) -> Result:
     return files.stat_path(c.guest.ws, A.string(a, "path")), b""
 
@@ -357,6 +369,7 @@ HANDLERS: dict[str, Handler] = {
     "proc_list": _proc_list,
     "python": _python,
     "python_restart": _python_restart,
+    "browser": _browser,
     "stat": _stat,
     "list": _list,
     "remove": _remove,

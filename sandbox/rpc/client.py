@@ -28,6 +28,8 @@ OutputCallback = Callable[[str, bytes], Awaitable[None] | None]
 GUARD = 10.0
 """Extra seconds the host waits past a timeout the guest enforces itself (exec, python)."""
 _MARKER_SLACK = 4096
+BROWSER_GUARD = 90.0
+"""The guest allows a browser action its timeout, a grace and Chromium's launch time."""
 
 
 class RpcClient:
@@ -308,6 +310,22 @@ class RpcClient:
     async def sha256(self, path: str, *, timeout: float | None = None) -> str:
         result, _ = await self._call("sha256", {"path": path}, timeout=timeout)
         return D.field(result, "sha256", str)
+
+    # -- browser --------------------------------------------------------------------------
+    async def browser(
+        self, action: str, args: Mapping[str, Any] | None = None, *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Run one browser action (see sandbox/guest/browser.py); returns its result object.
+
+        `timeout` bounds the action in the guest; the host waits a little longer, since the
+        guest stops a stuck browser itself and says so.
+        """
+        call_args = {k: v for k, v in (args or {}).items() if v is not None}
+        if timeout is not None:
+            call_args["timeout"] = timeout
+        guard = None if timeout is None else timeout + BROWSER_GUARD
+        _, data = await self._call("browser", {"action": action, "args": call_args}, timeout=guard)
+        return D.json_object(data)
 
 
 async def _slices(data: bytes) -> AsyncIterator[memoryview]:
