@@ -33,7 +33,7 @@ async def open_controller(
 ) -> AsyncIterator[Controller]:
     settings.ensure_dirs()
     store = await open_store(settings)
-    backend = DockerBackend(settings.home)
+    backend = DockerBackend(settings.home, egress=settings.egress_options())
     pool = WarmPool(backend) if warm_pool else None
     bus = EventBus(store)
     runner = Runner(settings, store, bus, backend, pool=pool)

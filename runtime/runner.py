@@ -162,6 +162,7 @@ class Runner:
                 sandbox,
                 tools,
                 browser="browser" in tools and await image_has_browser(sandbox),
+                browser_evaluate=spec.browser.evaluate,
                 output_dir=spec.output_dir,
             )
             after_tool: Callable[[], Awaitable[object]] = collector.scan

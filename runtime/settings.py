@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandbox.egress import EgressOptions
 from sandbox.home import default_home
 
 
@@ -17,6 +18,11 @@ class Settings:
     log_format: str = "auto"
     """`auto` (pretty on a TTY, JSON otherwise), `json` or `console`."""
     log_level: str = "info"
+    egress_allow_private: tuple[str, ...] = ()
+    """Private addresses the egress proxy may reach anyway: IP, IP:PORT or CIDR
+    (`CORRAL_EGRESS_ALLOW_PRIVATE`, comma-separated). Empty: none."""
+    egress_hosts: dict[str, str] = field(default_factory=dict)
+    """Names the egress proxy resolves itself (`CORRAL_EGRESS_HOSTS=name=ip,...`)."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -25,7 +31,22 @@ class Settings:
             database_url=os.environ.get("CORRAL_DATABASE_URL") or None,
             log_format=os.environ.get("CORRAL_LOG_FORMAT", "auto"),
             log_level=os.environ.get("CORRAL_LOG_LEVEL", "warning"),
+            egress_allow_private=tuple(
+                x.strip()
+                for x in os.environ.get("CORRAL_EGRESS_ALLOW_PRIVATE", "").split(",")
+                if x.strip()
+            ),
+            egress_hosts=dict(
+                (k.strip(), v.strip())
+                for k, _, v in (
+                    p.partition("=") for p in os.environ.get("CORRAL_EGRESS_HOSTS", "").split(",")
+                )
+                if k.strip() and v.strip()
+            ),
         )
+
+    def egress_options(self) -> EgressOptions:
+        return EgressOptions(allow_private=self.egress_allow_private, hosts=dict(self.egress_hosts))
 
     @property
     def db_url(self) -> str:

@@ -205,6 +205,14 @@ class Generation(_Model):
     """Per model turn."""
 
 
+class BrowserOptions(_Model):
+    """Options of the browser tools (only used when `tools` lists `browser`)."""
+
+    evaluate: bool = False
+    """Offer `browser_evaluate` (run JavaScript in the page). Off by default: page scripts can
+    do anything the page can, so an agent gets it only when its spec says so."""
+
+
 def _default_tools() -> list[Tool]:
     return ["exec", "python", "files"]
 
@@ -237,6 +245,7 @@ class AgentSpec(_Model):
     output_dir: str = "/workspace/out"
     """Files written here become the run's artifacts; must be under /workspace."""
     generation: Generation = Field(default_factory=Generation)
+    browser: BrowserOptions = Field(default_factory=BrowserOptions)
 
     _source: str = PrivateAttr(default="<api>")
 

@@ -80,6 +80,16 @@ class CreateSandbox(BaseModel):
     """Idle seconds before the sandbox is removed."""
 
 
+class BrowserRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: str = Field(..., min_length=1, max_length=64)
+    """A browser action: goto, snapshot, click, fill, press, scroll, screenshot, pdf, ..."""
+    args: dict[str, Any] = Field(default_factory=dict)
+    """The action's arguments, e.g. `{"url": "https://example.com"}` for goto."""
+    timeout: float | None = Field(None, gt=0, le=600)
+
+
 class ExecRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

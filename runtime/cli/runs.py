@@ -168,7 +168,7 @@ def delete(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
     async def go() -> None:
         settings = Settings.from_env()
         store = await _store()
-        backend = DockerBackend(settings.home)
+        backend = DockerBackend(settings.home, egress=settings.egress_options())
         try:
             rec = await store.get_interaction(TENANT, run_id)
             if rec.sandbox_id:

@@ -29,7 +29,7 @@ CHUNK = 1024 * 1024
 def _backend() -> DockerBackend:
     settings = Settings.from_env()
     settings.ensure_dirs()
-    return DockerBackend(settings.home)
+    return DockerBackend(settings.home, egress=settings.egress_options())
 
 
 @app.command()
@@ -38,7 +38,13 @@ def create(
     cpus: Annotated[float, typer.Option(help="CPU cores.")] = 1.0,
     memory: Annotated[str, typer.Option(help="Memory limit, e.g. 1g.")] = "1g",
     disk: Annotated[str, typer.Option(help="Size of the writable /workspace.")] = "1g",
-    network: Annotated[str, typer.Option(help="none | open")] = "none",
+    network: Annotated[str, typer.Option(help="none | allowlist | open (unsafe)")] = "none",
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow", help="Domain the sandbox may reach (allowlist; repeatable, *.example.com)."
+        ),
+    ] = None,
     ttl: Annotated[
         float, typer.Option(help="Idle seconds before `corral sandbox gc` removes it.")
     ] = 3600,
@@ -56,6 +62,7 @@ def create(
                 "memory": memory,
                 "disk": disk,
                 "network": network,
+                "allowlist": tuple(allow or ()),
                 "idle_ttl": ttl,
                 "runtime": runtime,
             }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -17,7 +18,7 @@ from fastapi.responses import StreamingResponse
 
 from runtime.api.deps import StateDep, TenantDep
 from runtime.api.hub import jsonable_result, sandbox_view
-from runtime.api.schemas import CreateSandbox, ExecRequest
+from runtime.api.schemas import BrowserRequest, CreateSandbox, ExecRequest
 from runtime.api.sse import SSE_HEADERS
 from sandbox.api import Sandbox
 from sandbox.errors import SandboxError
@@ -168,3 +169,26 @@ async def download_file(
             yield chunk
 
     return StreamingResponse(body(), media_type="application/octet-stream")
+
+
+@router.post("/{sandbox_id}/browser")
+async def browser_action(
+    sandbox_id: str, body: BrowserRequest, state: StateDep, tenant: TenantDep
+) -> dict[str, Any]:
+    """One browser action in the sandbox (image `corral/browser`); returns the page after it."""
+    sb = await state.hub.connect(tenant, sandbox_id)
+    r = await sb.browser.call(body.action, timeout=body.timeout, **body.args)
+    return {"page": dataclasses.asdict(r.page), "data": r.data, "notice": r.notice}
+
+
+@router.get("/{sandbox_id}/network/refusals")
+async def network_refusals(
+    sandbox_id: str,
+    state: StateDep,
+    tenant: TenantDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Requests the egress proxy refused (allowlist sandboxes); page on with `next_offset`."""
+    sb = await state.hub.connect(tenant, sandbox_id)
+    refusals, next_offset = await sb.network_refusals(offset)
+    return {"refusals": [dataclasses.asdict(r) for r in refusals], "next_offset": next_offset}

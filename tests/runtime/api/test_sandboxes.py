@@ -84,3 +84,37 @@ def test_sandbox_lifecycle(start_server: Callable[..., ServerThread]) -> None:
         c.name != f"corral-{sid}" for c in dc.containers.list(all=True)
     )
     dc.close()
+
+
+@pytest.mark.browser
+def test_browser_actions_over_http(start_server: Callable[..., ServerThread]) -> None:
+    srv = start_server(ApiConfig(keys=ApiKeys.from_mapping({"key-a": "a", "key-b": "b"})))
+    base = f"{srv.url}/v1beta/sandboxes"
+    page = (
+        "data:text/html,<title>Hi</title><button onclick=\"document.title='clicked'\">Go</button>"
+    )
+    with httpx.Client(timeout=120) as http:
+        sid = http.post(base, json={"image": "corral/browser", "ttl": 600}, headers=A).json()["id"]
+        try:
+            r = http.post(
+                f"{base}/{sid}/browser", json={"action": "goto", "args": {"url": page}}, headers=A
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["page"]["title"] == "Hi"
+            snap = http.post(f"{base}/{sid}/browser", json={"action": "snapshot"}, headers=A).json()
+            assert "Go" in json.dumps(snap["data"])
+            r = http.post(
+                f"{base}/{sid}/browser",
+                json={"action": "click", "args": {"text": "Go"}},
+                headers=A,
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["page"]["title"] == "clicked"
+            bad = http.post(f"{base}/{sid}/browser", json={"action": "launch_missiles"}, headers=A)
+            assert bad.status_code == 400 and "error" in bad.json()
+            other = http.post(f"{base}/{sid}/browser", json={"action": "snapshot"}, headers=B)
+            assert other.status_code == 404
+            refused = http.get(f"{base}/{sid}/network/refusals", headers=A).json()
+            assert refused == {"refusals": [], "next_offset": 0}
+        finally:
+            assert http.delete(f"{base}/{sid}", headers=A).status_code == 200
