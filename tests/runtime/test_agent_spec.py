@@ -99,7 +99,7 @@ def test_unknown_field_suggests_the_right_one(tmp_path: Path) -> None:
     assert line.endswith(
         "agent.yaml: instruction: unknown field (did you mean 'instructions'?); "
         "allowed: name, description, model, base_url, instructions, tools, skills, "
-        "data, image, resources, network, limits, output_dir, generation"
+        "data, image, resources, network, limits, output_dir, generation, browser"
     )
     (nested,) = error_lines(write(tmp_path, "name: a\nresources: {memroy: 2g}\n"))
     assert "resources.memroy: unknown field (did you mean 'memory'?)" in nested
