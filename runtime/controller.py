@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from runtime.agents.registry import resolve_agent
 from runtime.events import EventBus
 from runtime.runner import Runner
 from runtime.settings import Settings
@@ -29,12 +30,18 @@ class Controller:
 
 @asynccontextmanager
 async def open_controller(
-    settings: Settings, *, warm_pool: bool = False
+    settings: Settings, *, warm_pool: int | None = None
 ) -> AsyncIterator[Controller]:
+    """`warm_pool`: sandboxes kept ready for the default agent's shape (default:
+    `settings.warm_pool`, i.e. `CORRAL_WARM_POOL`); runs whose sandbox has that shape start
+    from the pool."""
     settings.ensure_dirs()
     store = await open_store(settings)
     backend = DockerBackend(settings.home, egress=settings.egress_options())
-    pool = WarmPool(backend) if warm_pool else None
+    size = settings.warm_pool if warm_pool is None else warm_pool
+    pool = WarmPool(backend) if size > 0 else None
+    if pool is not None:
+        pool.add(resolve_agent(None).sandbox_spec(), size)
     bus = EventBus(store)
     runner = Runner(settings, store, bus, backend, pool=pool)
     try:

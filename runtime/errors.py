@@ -6,6 +6,10 @@ Hierarchy::
     ├── ConfigError          settings, missing model key, bad provider string
     ├── StoreUnavailable     the database does not answer
     ├── AgentSpecError       an agent spec that does not validate (file, field, reason)
+    ├── BadRequest           malformed input the schema could not catch (HTTP 400)
+    ├── Unauthorized         a missing or unknown API key (401)
+    ├── PayloadTooLarge      a request body over its cap (413)
+    ├── RangeNotSatisfiable  an artifact Range outside the file (416)
     ├── NotFound             an interaction, agent, artifact, sandbox (or another tenant's)
     ├── Conflict             state does not allow the operation
     ├── ProviderError        a model provider failed
@@ -45,6 +49,32 @@ class StoreUnavailable(CorralError):
 class AgentSpecError(CorralError):
     code = "invalid_agent"
     http_status = 400
+
+
+class BadRequest(CorralError):
+    code = "invalid_argument"
+    http_status = 400
+
+
+class Unauthorized(CorralError):
+    """A missing or unknown API key."""
+
+    code = "unauthenticated"
+    http_status = 401
+
+
+class PayloadTooLarge(CorralError):
+    code = "payload_too_large"
+    http_status = 413
+
+
+class RangeNotSatisfiable(CorralError):
+    code = "range_not_satisfiable"
+    http_status = 416
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
 
 
 class NotFound(CorralError):

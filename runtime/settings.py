@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.errors import ConfigError
 from sandbox.egress import EgressOptions
 from sandbox.home import default_home
 
@@ -18,6 +19,8 @@ class Settings:
     log_format: str = "auto"
     """`auto` (pretty on a TTY, JSON otherwise), `json` or `console`."""
     log_level: str = "info"
+    warm_pool: int = 0
+    """Sandboxes kept ready for the default agent (`CORRAL_WARM_POOL`); 0 = cold starts."""
     egress_allow_private: tuple[str, ...] = ()
     """Private addresses the egress proxy may reach anyway: IP, IP:PORT or CIDR
     (`CORRAL_EGRESS_ALLOW_PRIVATE`, comma-separated). Empty: none."""
@@ -31,6 +34,7 @@ class Settings:
             database_url=os.environ.get("CORRAL_DATABASE_URL") or None,
             log_format=os.environ.get("CORRAL_LOG_FORMAT", "auto"),
             log_level=os.environ.get("CORRAL_LOG_LEVEL", "warning"),
+            warm_pool=_int_env("CORRAL_WARM_POOL", 0),
             egress_allow_private=tuple(
                 x.strip()
                 for x in os.environ.get("CORRAL_EGRESS_ALLOW_PRIVATE", "").split(",")
@@ -68,3 +72,16 @@ class Settings:
     def ensure_dirs(self) -> None:
         for d in (self.home, self.sandboxes_dir, self.artifacts_dir, self.agents_dir):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative")
+    return value

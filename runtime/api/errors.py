@@ -16,36 +16,27 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from runtime.errors import CorralError
+from runtime.errors import (
+    BadRequest,
+    CorralError,
+    PayloadTooLarge,
+    RangeNotSatisfiable,
+    Unauthorized,
+)
 from sandbox.errors import SandboxError
 
+__all__ = [
+    "BadRequest",
+    "PayloadTooLarge",
+    "RangeNotSatisfiable",
+    "Unauthorized",
+    "error_body",
+    "error_response",
+    "install_error_handlers",
+    "sandbox_status",
+]
+
 log = structlog.get_logger("corral.api")
-
-
-class Unauthorized(CorralError):
-    """A missing or unknown API key."""
-
-    code = "unauthenticated"
-    http_status = 401
-
-
-class PayloadTooLarge(CorralError):
-    code = "payload_too_large"
-    http_status = 413
-
-
-class BadRequest(CorralError):
-    code = "invalid_argument"
-    http_status = 400
-
-
-class RangeNotSatisfiable(CorralError):
-    code = "range_not_satisfiable"
-    http_status = 416
-
-    def __init__(self, message: str, size: int) -> None:
-        super().__init__(message)
-        self.size = size
 
 
 # Sandbox errors by `reason`: the caller's fault is a 4xx, the engine's a 5xx.

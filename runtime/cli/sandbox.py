@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -24,6 +25,20 @@ app = typer.Typer(
     help="Sandboxes without an agent (for scripts and gateways).", no_args_is_help=True
 )
 CHUNK = 1024 * 1024
+
+
+@asynccontextmanager
+async def _attached(sandbox_id: str) -> AsyncIterator[Sandbox]:
+    """A connection to an existing sandbox; disconnects (and keeps the sandbox) on exit."""
+    backend = _backend()
+    try:
+        sb = await Sandbox.attach(sandbox_id, backend=backend)
+        try:
+            yield sb
+        finally:
+            await sb.close()
+    finally:
+        await backend.aclose()
 
 
 def _backend() -> DockerBackend:
@@ -136,23 +151,16 @@ def exec_(
         out.flush()
 
     async def go() -> int:
-        backend = _backend()
-        try:
-            sb = await Sandbox.attach(sandbox_id, backend=backend)
-            try:
-                argv: str | list[str] = command[0] if len(command) == 1 else list(command)
-                r = await sb.exec(argv, timeout=timeout, cwd=cwd, on_output=on_output)
-            finally:
-                await sb.close()
-            if r.timed_out:
-                print(f"corral: command timed out after {timeout}s", file=sys.stderr)
-            if r.truncated:
-                print("corral: output truncated at the sandbox's output limit", file=sys.stderr)
-            if r.oom_killed:
-                print("corral: killed: out of memory", file=sys.stderr)
-            return r.exit_code
-        finally:
-            await backend.aclose()
+        async with _attached(sandbox_id) as sb:
+            argv: str | list[str] = command[0] if len(command) == 1 else list(command)
+            r = await sb.exec(argv, timeout=timeout, cwd=cwd, on_output=on_output)
+        if r.timed_out:
+            print(f"corral: command timed out after {timeout}s", file=sys.stderr)
+        if r.truncated:
+            print("corral: output truncated at the sandbox's output limit", file=sys.stderr)
+        if r.oom_killed:
+            print("corral: killed: out of memory", file=sys.stderr)
+        return r.exit_code
 
     raise typer.Exit(_guard(go()))
 
@@ -169,26 +177,19 @@ def cp(
         fail("exactly one of SRC and DST must be SANDBOX:PATH", EXIT_USAGE)
 
     async def go() -> None:
-        backend = _backend()
-        try:
-            sb = await Sandbox.attach(s_id or d_id or "", backend=backend)
-            try:
-                if d_id is not None:
-                    local = Path(s_path)
-                    if not local.is_file():
-                        fail(f"{local}: no such file", EXIT_USAGE)
-                    await sb.files.upload(d_path, _chunks(local))
-                else:
-                    local = Path(d_path)
-                    if local.is_dir():
-                        local = local / Path(s_path).name
-                    async with aiofiles.open(local, "wb") as f:
-                        async for chunk in sb.files.download(s_path):
-                            await f.write(chunk)
-            finally:
-                await sb.close()
-        finally:
-            await backend.aclose()
+        async with _attached(s_id or d_id or "") as sb:
+            if d_id is not None:
+                local = Path(s_path)
+                if not local.is_file():
+                    fail(f"{local}: no such file", EXIT_USAGE)
+                await sb.files.upload(d_path, _chunks(local))
+            else:
+                local = Path(d_path)
+                if local.is_dir():
+                    local = local / Path(s_path).name
+                async with aiofiles.open(local, "wb") as f:
+                    async for chunk in sb.files.download(s_path):
+                        await f.write(chunk)
 
     _guard(go())
 
@@ -202,17 +203,10 @@ def ls(
     """List files in the sandbox's workspace with sizes."""
 
     async def go() -> None:
-        backend = _backend()
-        try:
-            sb = await Sandbox.attach(sandbox_id, backend=backend)
-            try:
-                for info in await sb.files.list(path, recursive=recursive):
-                    kind = "d" if info.is_dir else "-"
-                    print(f"{kind} {info.size:>12} {info.path}")
-            finally:
-                await sb.close()
-        finally:
-            await backend.aclose()
+        async with _attached(sandbox_id) as sb:
+            for info in await sb.files.list(path, recursive=recursive):
+                kind = "d" if info.is_dir else "-"
+                print(f"{kind} {info.size:>12} {info.path}")
 
     _guard(go())
 

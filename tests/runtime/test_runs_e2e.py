@@ -273,3 +273,27 @@ def test_bad_agent_file_is_one_line_usage_error(tmp_path: Path) -> None:
     res = run("--agent", str(bad), "x")
     assert res.exit_code == 2
     assert "max_steps" in res.output and "Traceback" not in res.output
+
+
+async def test_runs_start_from_the_warm_pool(tmp_path: Path, corral_home: Path) -> None:
+    from runtime.agents.registry import resolve_agent
+    from runtime.controller import open_controller
+    from runtime.settings import Settings
+
+    agent_file = write_agent(tmp_path, [exec_call("echo pooled"), {"text": "ok"}])
+    spec = resolve_agent(str(agent_file))
+    async with open_controller(Settings(home=corral_home), warm_pool=1) as ctl:
+        assert ctl.pool is not None
+        default_shape = resolve_agent(None).sandbox_spec()
+        await ctl.pool.wait_ready(default_shape, 1)
+        pooled = {h.id for h in await ctl.backend.list()}
+        # the test agent asks for 256m: another shape, so it is a cold create
+        cold = await ctl.runner.run(await ctl.runner.create(spec, "x"))
+        assert cold.status == "completed" and cold.sandbox_id not in pooled
+        same_shape = spec.model_copy(update={"resources": resolve_agent(None).resources})
+        warm = await ctl.runner.run(await ctl.runner.create(same_shape, "x"))
+        assert warm.status == "completed" and warm.sandbox_id in pooled
+        await ctl.pool.wait_ready(default_shape, 1)  # refilled
+    # the pool's spare sandboxes go with the controller; runs' sandboxes stay for follow-ups
+    left = {c.labels["corral.sandbox"] for c in containers_of(corral_home)}
+    assert left == {cold.sandbox_id, warm.sandbox_id}
