@@ -297,3 +297,35 @@ async def test_runs_start_from_the_warm_pool(tmp_path: Path, corral_home: Path) 
     # the pool's spare sandboxes go with the controller; runs' sandboxes stay for follow-ups
     left = {c.labels["corral.sandbox"] for c in containers_of(corral_home)}
     assert left == {cold.sandbox_id, warm.sandbox_id}
+
+
+def test_runs_list_logs_artifacts(tmp_path: Path) -> None:
+    agent = write_agent(
+        tmp_path,
+        [
+            {
+                "tool_calls": [
+                    {
+                        "name": "write_file",
+                        "arguments": {"path": "/workspace/out/r.txt", "content": "r"},
+                    }
+                ]
+            },
+            {"text": "done"},
+        ],
+    )
+    res = run("--agent", str(agent), "--out", str(tmp_path / "o"), "--json", "x")
+    assert res.exit_code == 0, res.output
+    live = events(res.output)
+    run_id = live[0]["interaction"]["id"]
+    listed = json.loads(runner.invoke(app, ["runs", "list", "--json"]).output)
+    assert [r["id"] for r in listed] == [run_id] and listed[0]["status"] == "completed"
+    logs = runner.invoke(app, ["runs", "logs", run_id, "--json", "--follow"])
+    assert logs.exit_code == 0
+    assert [e["event_id"] for e in events(logs.output)] == [e["event_id"] for e in live]
+    dl = tmp_path / "dl"
+    arts = runner.invoke(app, ["runs", "artifacts", run_id, "--download", str(dl)])
+    assert arts.exit_code == 0 and "r.txt" in arts.output
+    assert (dl / "r.txt").read_text() == "r"
+    missing = runner.invoke(app, ["runs", "logs", "int_missing"])
+    assert missing.exit_code == 2 and "not found" in missing.output
