@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.status import Status
 
 from runtime.store.base import EventRecord
 
@@ -15,11 +16,36 @@ TAIL_LINES = 6
 
 
 class EventPrinter:
+    """Prints events as they come. On a terminal a spinner says what the run is waiting for
+    (the model, a tool); it pauses while model text streams so lines are never torn."""
+
     def __init__(self, console: Console, *, as_json: bool = False) -> None:
         self.console = console
         self.as_json = as_json
         self._open_text: int | None = None
         self._steps: dict[int, dict[str, Any]] = {}
+        self._status: Status | None = (
+            console.status("starting…", spinner="dots")
+            if console.is_terminal and not as_json
+            else None
+        )
+        self._spinning = False
+
+    def _busy(self, text: str) -> None:
+        if self._status is None:
+            return
+        self._status.update(f"[dim]{escape(text)}[/]")
+        if not self._spinning:
+            self._status.start()
+            self._spinning = True
+
+    def _idle(self) -> None:
+        if self._status is not None and self._spinning:
+            self._status.stop()
+            self._spinning = False
+
+    def close(self) -> None:
+        self._idle()
 
     def __call__(self, ev: EventRecord) -> None:
         if self.as_json:
@@ -31,6 +57,7 @@ class EventPrinter:
             return
         p = ev.payload
         t = ev.event_type
+        self._track(t, p)
         if t == "step.start":
             step = p["step"]
             self._steps[p["index"]] = step
@@ -69,6 +96,24 @@ class EventPrinter:
                 f"[red]✗ {escape(str(err.get('code')))}: {escape(str(err.get('message')))}[/]"
             )
 
+    def _track(self, t: str, p: dict[str, Any]) -> None:
+        """Keep the spinner's line in step with what the run is doing."""
+        if t == "interaction.created":
+            self._busy("starting the sandbox…")
+        elif t == "step.start":
+            kind = p["step"].get("type")
+            if kind == "model_output":
+                self._idle()
+            elif kind == "function_call":
+                self._busy(f"running {p['step'].get('name', 'tool')}…")
+            elif kind in ("function_result", "user_input"):
+                self._busy("waiting for the model…")
+        elif t == "step.stop" and self._open_text == p.get("index"):
+            self._end_text()  # finish the text line before the spinner takes the line
+            self._busy("waiting for the model…")
+        elif t in ("interaction.completed", "error"):
+            self._idle()
+
     def _start(self, step: dict[str, Any], index: int) -> None:
         kind = step.get("type")
         if kind == "model_output":
@@ -80,6 +125,7 @@ class EventPrinter:
             if text:
                 self._text(text)
         elif kind == "thought":
+            self._end_text()
             summary = "".join(c.get("text", "") for c in step.get("summary", []))
             self.console.print(f"[dim italic]  … {escape(summary[:300])}[/]")
         elif kind == "function_call":

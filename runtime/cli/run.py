@@ -167,6 +167,7 @@ async def _run(
                     printer(ev)
             final = await job
         finally:
+            printer.close()
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
         out_dir = out or Path.cwd() / "corral-out" / rec.id
