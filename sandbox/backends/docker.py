@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import compileall
 import contextlib
 import functools
 import hashlib
+import importlib.util
 import json
 import os
 import secrets
@@ -420,7 +422,7 @@ class DockerBackend:
 def stage_guest(root: Path) -> Path:
     """Copy the guest's .py files to `root/<content hash>` (atomically) and return that folder."""
     files = sorted(p for p in GUEST_DIR.iterdir() if p.suffix in (".py", ".js") and p.is_file())
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(importlib.util.MAGIC_NUMBER)
     for f in files:
         digest.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
     target = root / digest.hexdigest()[:16]
@@ -430,7 +432,12 @@ def stage_guest(root: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=".staging-"))
     for f in files:
         shutil.copy2(f, tmp / f.name)
-    os.chmod(tmp, 0o755)
+    # Bytecode compiled here saves every sandbox's guest from compiling it at start (the mount
+    # is read-only). CPython 3.11.x share one bytecode format; another version ignores it.
+    compileall.compile_dir(tmp, quiet=1, legacy=False)
+    for d in [tmp, *tmp.rglob("*")]:
+        if d.is_dir():
+            os.chmod(d, 0o755)
     try:
         os.rename(tmp, target)
     except OSError:  # another process staged the same version first
