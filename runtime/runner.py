@@ -142,6 +142,7 @@ class Runner:
         result: LoopResult | None = None
         status, errors = "failed", [{"code": "internal", "message": "run did not finish"}]
         usage = Usage()
+        warmup: asyncio.Task[None] | None = None
         try:
             provider = self.provider_factory(rec.model or "", base_url=spec.base_url)
             history = await lifecycle.history(self.store, rec)
@@ -165,6 +166,9 @@ class Runner:
                 browser_evaluate=spec.browser.evaluate,
                 output_dir=spec.output_dir,
             )
+            if toolbox.browser is not None:
+                # Chromium takes seconds to start: start it while the model thinks about turn one.
+                warmup = asyncio.create_task(_warm_browser(sandbox), name=f"browser-{rec.id}")
             after_tool: Callable[[], Awaitable[object]] = collector.scan
             refusals: RefusalWatcher | None = None
             if sandbox.spec.network == "allowlist":
@@ -196,6 +200,8 @@ class Runner:
                 )
             finally:
                 usage = loop.usage
+                if warmup is not None and not warmup.done():
+                    warmup.cancel()
             with contextlib.suppress(SandboxError):
                 await collector.scan()
                 if refusals is not None:
@@ -280,6 +286,11 @@ def _then(
         return await second()
 
     return both
+
+
+async def _warm_browser(sandbox: Sandbox) -> None:
+    with contextlib.suppress(Exception):  # the first real action reports any failure
+        await sandbox.browser.call("state")
 
 
 async def _install_skills(sandbox: Sandbox, spec: AgentSpec) -> list[str]:
