@@ -34,13 +34,16 @@ async def finish(
     bus: EventBus,
     rec: InteractionRecord,
     status: str,
-    errors: list[dict[str, str]],
-    usage: Usage,
+    errors: list[dict[str, Any]],
+    usage: Usage | None,
 ) -> InteractionRecord:
-    """Record the verdict, then `error` events and `interaction.completed` in one batch."""
-    final = await store.update_interaction(
-        rec.tenant, rec.id, status=status, errors=errors, usage=usage_dict(usage)
-    )
+    """Record the verdict, then `error` events and `interaction.completed` in one batch.
+
+    `usage=None` keeps the usage already recorded (a run that ends without its loop)."""
+    fields: dict[str, Any] = {"status": status, "errors": errors}
+    if usage is not None:
+        fields["usage"] = usage_dict(usage)
+    final = await store.update_interaction(rec.tenant, rec.id, **fields)
     steps = materialize(await store.list_events(rec.id))
     closing: list[tuple[str, dict[str, Any]]] = [
         ("error", {"error": {"code": e["code"], "message": e["message"]}}) for e in errors

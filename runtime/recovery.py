@@ -21,11 +21,10 @@ from typing import Any
 
 import structlog
 
+from runtime import lifecycle
 from runtime.controller import Controller
 from runtime.errors import NotFound
-from runtime.steps import materialize
 from runtime.store.base import InteractionRecord, Store
-from runtime.views import interaction_view
 from sandbox.backends.base import ReconcileReport
 from sandbox.errors import SandboxError
 
@@ -101,12 +100,6 @@ async def fail_interrupted(ctl: Controller, rec: InteractionRecord) -> Interacti
         if not alive:
             reason += f"; its sandbox {rec.sandbox_id} is gone"
     errors: list[dict[str, Any]] = [{"code": INTERRUPTED, "message": reason}]
-    final = await ctl.store.update_interaction(rec.tenant, rec.id, status="failed", errors=errors)
-    await ctl.bus.emit(rec.id, "error", {"error": {"code": INTERRUPTED, "message": reason}})
-    steps = materialize(await ctl.store.list_events(rec.id))
-    await ctl.bus.emit(
-        rec.id, "interaction.completed", {"interaction": interaction_view(final, steps)}
-    )
-    ctl.bus.finish(rec.id)
+    final = await lifecycle.finish(ctl.store, ctl.bus, rec, "failed", errors, None)
     log.warning("recovery.failed_run", interaction=rec.id, reason=reason)
     return final

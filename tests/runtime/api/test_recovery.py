@@ -85,3 +85,46 @@ def test_sigkill_mid_run_then_restart(corral_home: Path, tmp_path: Path) -> None
     dc = docker.from_env()
     assert dc.containers.list(all=True, filters={"label": f"corral.interaction={run.id}"}) == []
     dc.close()
+
+
+def test_queued_run_starts_after_restart(corral_home: Path, tmp_path: Path) -> None:
+    """A run recorded but never started (the controller died first) runs after a restart."""
+    import asyncio
+
+    from runtime.agents.spec import AgentSpec
+    from runtime.controller import open_controller
+    from runtime.settings import Settings
+
+    script = tmp_path / "turns.yaml"
+    script.write_text(
+        yaml.safe_dump(
+            {
+                "turns": [
+                    {"tool_calls": [{"name": "exec", "arguments": {"command": "echo queued"}}]},
+                    {"text": "done"},
+                ]
+            }
+        )
+    )
+    spec = AgentSpec.from_dict({"name": "q", "model": f"scripted:{script}", "tools": ["exec"]})
+
+    async def queue() -> str:
+        async with open_controller(Settings(home=corral_home)) as ctl:
+            rec = await ctl.runner.create(spec, "go", tenant="local", background=True)
+            return rec.id  # never started: the controller goes away here
+
+    run_id = asyncio.run(queue())
+    proc, url = start(corral_home)
+    try:
+        client = sdk(url)
+        deadline = time.monotonic() + 90
+        while (got := client.interactions.get(run_id)).status == "in_progress":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert got.status == "completed", got.errors
+        results = [s for s in got.steps if s.type == "function_result"]
+        assert "queued" in str(results[0].result)
+        client.interactions.delete(run_id)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
