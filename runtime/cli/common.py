@@ -31,5 +31,14 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """The sync edge: run one coroutine to completion."""
-    return asyncio.run(coro)
+    """The sync edge: run one coroutine to completion; Corral's errors become one line and a
+    non-zero exit (2 for something that does not exist, 1 otherwise)."""
+    from runtime.errors import CorralError
+    from sandbox.errors import SandboxError
+
+    try:
+        return asyncio.run(coro)
+    except CorralError as exc:
+        fail(str(exc), EXIT_USAGE if exc.http_status == 404 else EXIT_FAILED)
+    except SandboxError as exc:
+        fail(str(exc))

@@ -6,21 +6,21 @@ import asyncio
 import json
 import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from runtime.cli.common import EXIT_USAGE, console, fail
+from runtime.artifacts import safe_relpath
+from runtime.cli.common import console, run_async
 from runtime.cli.render import EventPrinter
-from runtime.errors import CorralError
 from runtime.events import TERMINAL_EVENT
 from runtime.settings import Settings
 from runtime.steps import materialize
+from runtime.store.base import ArtifactRecord
 from runtime.store.sql import SqlStore, open_store
 from runtime.views import interaction_view
 from sandbox.backends.docker import DockerBackend
-from sandbox.errors import SandboxError
 
 app = typer.Typer(help="Past and running agent runs.", no_args_is_help=True)
 TENANT = "local"
@@ -33,15 +33,6 @@ async def _store() -> SqlStore:
     return await open_store(settings)
 
 
-def _go(coro: object) -> object:
-    try:
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    except CorralError as exc:
-        fail(str(exc), EXIT_USAGE if exc.http_status == 404 else 1)
-    except SandboxError as exc:
-        fail(str(exc))
-
-
 @app.command("list")
 def list_(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
@@ -50,7 +41,7 @@ def list_(
 ) -> None:
     """List runs, newest first."""
 
-    async def go() -> list[dict[str, object]]:
+    async def go() -> list[dict[str, Any]]:
         store = await _store()
         try:
             recs = await store.list_interactions(TENANT, limit=limit, status=status)
@@ -58,19 +49,18 @@ def list_(
         finally:
             await store.aclose()
 
-    rows = _go(go())
-    assert isinstance(rows, list)
+    rows = run_async(go())
     if as_json:
         print(json.dumps(rows))
         return
     table = Table("id", "status", "agent", "model", "created", "task")
     for r in rows:
         table.add_row(
-            r["id"],
-            r["status"],
-            r.get("agent") or "",
-            r.get("model") or "",
-            r["created"],
+            str(r["id"]),
+            str(r["status"]),
+            str(r.get("agent") or ""),
+            str(r.get("model") or ""),
+            str(r["created"]),
             str(r.get("input"))[:50],
         )
     console.print(table)
@@ -94,7 +84,7 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
         finally:
             await store.aclose()
 
-    print(json.dumps(_go(go()), indent=2))
+    print(json.dumps(run_async(go()), indent=2))
 
 
 @app.command()
@@ -125,7 +115,7 @@ def logs(
         finally:
             await store.aclose()
 
-    _go(go())
+    run_async(go())
 
 
 @app.command()
@@ -137,7 +127,7 @@ def artifacts(
 ) -> None:
     """List (or download) the files a run produced."""
 
-    async def go() -> list[object]:
+    async def go() -> list[ArtifactRecord]:
         store = await _store()
         try:
             await store.get_interaction(TENANT, run_id)
@@ -145,14 +135,9 @@ def artifacts(
         finally:
             await store.aclose()
 
-    from runtime.artifacts import safe_relpath
-    from runtime.store.base import ArtifactRecord
-
-    arts = _go(go())
-    assert isinstance(arts, list)
+    arts = run_async(go())
     table = Table("path", "size", "media type", "sha256")
     for a in arts:
-        assert isinstance(a, ArtifactRecord)
         table.add_row(a.path, str(a.size), a.media_type, a.sha256[:16])
         if download is not None:
             target = download.joinpath(*safe_relpath(a.path).parts)
@@ -179,5 +164,5 @@ def delete(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
             await backend.aclose()
             await store.aclose()
 
-    _go(go())
+    run_async(go())
     print(f"deleted {run_id}")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 import aiofiles
 import typer
@@ -94,7 +94,7 @@ def create(
         finally:
             await backend.aclose()
 
-    sandbox_id = _guard(go())
+    sandbox_id = run_async(go())
     if as_json:
         print(json.dumps({"id": sandbox_id, "image": image}))
     else:
@@ -124,7 +124,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         finally:
             await backend.aclose()
 
-    rows = _guard(go())
+    rows = run_async(go())
     if as_json:
         print(json.dumps(rows))
         return
@@ -162,7 +162,7 @@ def exec_(
             print("corral: killed: out of memory", file=sys.stderr)
         return r.exit_code
 
-    raise typer.Exit(_guard(go()))
+    raise typer.Exit(run_async(go()))
 
 
 @app.command()
@@ -191,7 +191,7 @@ def cp(
                     async for chunk in sb.files.download(s_path):
                         await f.write(chunk)
 
-    _guard(go())
+    run_async(go())
 
 
 @app.command()
@@ -208,7 +208,7 @@ def ls(
                 kind = "d" if info.is_dir else "-"
                 print(f"{kind} {info.size:>12} {info.path}")
 
-    _guard(go())
+    run_async(go())
 
 
 @app.command()
@@ -233,7 +233,7 @@ def rm(
         finally:
             await backend.aclose()
 
-    for sid in _guard(go()):
+    for sid in run_async(go()):
         print(f"removed {sid}")
 
 
@@ -250,7 +250,7 @@ def gc() -> None:
         finally:
             await backend.aclose()
 
-    adopted, removed, reaped = _guard(go())
+    adopted, removed, reaped = run_async(go())
     print(f"kept {adopted - reaped}, removed {removed} orphan(s), reaped {reaped} idle")
 
 
@@ -277,13 +277,6 @@ async def _chunks(path: Path) -> AsyncIterator[bytes]:
     async with aiofiles.open(path, "rb") as f:
         while chunk := await f.read(CHUNK):
             yield chunk
-
-
-def _guard(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        return run_async(coro)
-    except SandboxError as exc:
-        fail(str(exc))
 
 
 def _first_error(exc: ValueError) -> str:
