@@ -124,6 +124,13 @@ async def test_hardening_facts_from_inside(backend: DockerBackend) -> None:
         assert init.stdout.strip() in ("docker-init", "tini")
         lim = await sb.exec("ulimit -n; ulimit -c")
         assert lim.stdout.split() == ["4096", "0"]
+        host_config = backend.client.api.inspect_container(sb.handle.container_id)["HostConfig"]
+        assert host_config["MemorySwap"] == host_config["Memory"] == SMALL.memory  # no swap
+        assert host_config["IpcMode"] == "private" and host_config["PidsLimit"] == SMALL.pids
+        ns = await sb.exec("readlink /proc/self/ns/ipc /proc/self/ns/pid /proc/self/ns/net")
+        assert ns.stdout.split() != [
+            os.readlink(f"/proc/self/ns/{n}") for n in ("ipc", "pid", "net")
+        ]
 
 
 async def test_fork_bomb_contained(backend: DockerBackend) -> None:
@@ -167,6 +174,9 @@ async def test_concurrent_sandboxes_are_isolated(backend: DockerBackend) -> None
         procs = await b.exec("ps -eo pid,args")
         assert "sleep 30" not in procs.stdout
         assert pa.exit_code == 0
+        ns = "readlink /proc/self/ns/ipc /proc/self/ns/pid /proc/self/ns/mnt"
+        na, nb = (await a.exec(ns)).stdout.split(), (await b.exec(ns)).stdout.split()
+        assert all(x != y for x, y in zip(na, nb, strict=True))  # private namespaces each
     finally:
         await asyncio.gather(a.destroy(), b.destroy())
 
