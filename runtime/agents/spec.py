@@ -144,6 +144,9 @@ class Resources(_Model):
     """Writable /workspace size, e.g. `5g`."""
     pids: int | None = Field(default=None, ge=16, le=65536)
     """Maximum number of processes."""
+    runtime: Literal["runc", "runsc"] | None = None
+    """OCI runtime: `runsc` (gVisor) for a stronger boundary; the run fails (never falls back
+    to runc) when the engine does not have it."""
 
     @field_validator("memory", "disk")
     @classmethod
@@ -406,7 +409,7 @@ class AgentSpec(_Model):
             "data": tuple(DataMount(source=d.source, target=d.target) for d in self.data),
         }
         r = self.resources
-        for key in ("cpus", "memory", "disk", "pids"):
+        for key in ("cpus", "memory", "disk", "pids", "runtime"):
             if getattr(r, key) is not None:
                 fields[key] = getattr(r, key)
         return SandboxSpec.model_validate(fields)

@@ -356,3 +356,14 @@ def test_broken_home_file_is_reported_not_fatal(corral_home: Path) -> None:
     assert any("differs from the file name" in str(e) for e in errors)
     with pytest.raises(AgentSpecError, match=r"broken\.yaml: limits: "):
         resolve_agent("broken")
+
+
+def test_runtime_reaches_the_sandbox_spec_and_is_checked() -> None:
+    from runtime.agents.spec import AgentSpec
+    from runtime.errors import AgentSpecError
+
+    spec = AgentSpec.from_dict({"name": "g", "resources": {"runtime": "runsc"}})
+    assert spec.sandbox_spec().runtime == "runsc"
+    assert AgentSpec.from_dict({"name": "r"}).sandbox_spec().runtime == "runc"
+    with pytest.raises(AgentSpecError, match="resources.runtime"):
+        AgentSpec.from_dict({"name": "b", "resources": {"runtime": "kata"}})
