@@ -365,5 +365,5 @@ def test_runtime_reaches_the_sandbox_spec_and_is_checked() -> None:
     spec = AgentSpec.from_dict({"name": "g", "resources": {"runtime": "runsc"}})
     assert spec.sandbox_spec().runtime == "runsc"
     assert AgentSpec.from_dict({"name": "r"}).sandbox_spec().runtime == "runc"
-    with pytest.raises(AgentSpecError, match="resources.runtime"):
+    with pytest.raises(AgentSpecError, match=r"resources\.runtime"):
         AgentSpec.from_dict({"name": "b", "resources": {"runtime": "kata"}})
