@@ -21,6 +21,7 @@ import aiofiles.os
 import structlog
 
 from runtime.store.base import ArtifactRecord, Store
+from runtime.views import artifact_view
 from sandbox.api import Sandbox
 from sandbox.errors import ToolError
 
@@ -132,17 +133,7 @@ class ArtifactCollector:
             stored_path=str(target),
         )
         await self.store.add_artifact(rec)
-        await self.emit(
-            "artifact.created",
-            {
-                "artifact": {
-                    "path": rec.path,
-                    "size": rec.size,
-                    "sha256": rec.sha256,
-                    "media_type": rec.media_type,
-                }
-            },
-        )
+        await self.emit("artifact.created", {"artifact": artifact_view(rec)})
         return rec
 
     async def _warn(self, message: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from runtime.store.base import InteractionRecord
+from runtime.store.base import ArtifactRecord, InteractionRecord
 
 
 def iso(dt: datetime) -> str:
@@ -36,3 +36,14 @@ def interaction_view(
     if include_input:
         view["input"] = rec.input
     return view
+
+
+def artifact_view(rec: ArtifactRecord) -> dict[str, Any]:
+    """An artifact as events, the CLI and the API show it (never its path on our disk)."""
+    return {
+        "path": rec.path,
+        "size": rec.size,
+        "sha256": rec.sha256,
+        "media_type": rec.media_type,
+        "created": iso(rec.created),
+    }

@@ -19,7 +19,7 @@ from runtime.settings import Settings
 from runtime.steps import materialize
 from runtime.store.base import ArtifactRecord
 from runtime.store.sql import SqlStore, open_store
-from runtime.views import interaction_view
+from runtime.views import artifact_view, interaction_view
 from sandbox.backends.docker import DockerBackend
 
 app = typer.Typer(help="Past and running agent runs.", no_args_is_help=True)
@@ -76,10 +76,7 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
             rec = await store.get_interaction(TENANT, run_id)
             steps = materialize(await store.list_events(run_id))
             view = interaction_view(rec, steps, include_input=True)
-            view["artifacts"] = [
-                {"path": a.path, "size": a.size, "sha256": a.sha256, "media_type": a.media_type}
-                for a in await store.list_artifacts(run_id)
-            ]
+            view["artifacts"] = [artifact_view(a) for a in await store.list_artifacts(run_id)]
             return view
         finally:
             await store.aclose()

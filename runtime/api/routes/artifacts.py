@@ -22,22 +22,11 @@ from runtime.api.deps import StateDep, TenantDep
 from runtime.api.errors import BadRequest, RangeNotSatisfiable
 from runtime.artifacts import safe_relpath
 from runtime.errors import NotFound
-from runtime.store.base import ArtifactRecord
-from runtime.views import iso
+from runtime.views import artifact_view
 
 router = APIRouter(prefix="/v1beta/interactions/{interaction_id}/artifacts", tags=["artifacts"])
 CHUNK = 256 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-def artifact_view(rec: ArtifactRecord) -> dict[str, Any]:
-    return {
-        "path": rec.path,
-        "size": rec.size,
-        "sha256": rec.sha256,
-        "media_type": rec.media_type,
-        "created": iso(rec.created),
-    }
 
 
 @router.get("")
