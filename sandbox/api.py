@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from sandbox.backends.base import Backend, SandboxHandle
+from sandbox.backends.base import Backend, SandboxHandle, SandboxStatus
 from sandbox.browser import Browser
 from sandbox.errors import ConnectionLost, SandboxDied, SandboxError
 from sandbox.rpc import RpcClient
@@ -206,7 +206,7 @@ class Sandbox:
         return refusals, new_offset
 
     # -- lifecycle ------------------------------------------------------------------------
-    async def status(self) -> Any:
+    async def status(self) -> SandboxStatus:
         return await self.backend.status(self.id)
 
     async def pause(self) -> None:
