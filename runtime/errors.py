@@ -15,7 +15,10 @@ Hierarchy::
     ├── ProviderError        a model provider failed
     │   ├── ProviderAuthError
     │   ├── ProviderRateLimited
-    │   └── ProviderUnavailable
+    │   ├── ProviderUnavailable
+    │   ├── ProviderTimeout       no bytes from the provider within the connect or idle timeout
+    │   └── ProviderProtocolError a reply that breaks the provider's protocol: cut short, empty,
+    │                             not JSON, not UTF-8
     └── BudgetExceeded       a run limit was reached (limit named in `limit`)
 
 Sandbox errors stay `sandbox.errors.SandboxError`; the loop turns them into run statuses.
@@ -102,6 +105,15 @@ class ProviderRateLimited(ProviderError):
 
 class ProviderUnavailable(ProviderError):
     code = "provider_unavailable"
+
+
+class ProviderTimeout(ProviderError):
+    code = "provider_timeout"
+    http_status = 504
+
+
+class ProviderProtocolError(ProviderError):
+    code = "provider_protocol"
 
 
 class BudgetExceeded(CorralError):
