@@ -5,6 +5,8 @@ Hierarchy::
     CorralError
     ├── ConfigError          settings, missing model key, bad provider string
     ├── StoreUnavailable     the database does not answer
+    ├── StorageError         the controller could not write its own files (artifacts, store)
+    │   └── StorageFull      no space left on the controller's disk (ENOSPC, EDQUOT)
     ├── AgentSpecError       an agent spec that does not validate (file, field, reason)
     ├── BadRequest           malformed input the schema could not catch (HTTP 400)
     ├── Unauthorized         a missing or unknown API key (401)
@@ -47,6 +49,20 @@ class ConfigError(CorralError):
 class StoreUnavailable(CorralError):
     code = "store_unavailable"
     http_status = 503
+
+
+class StorageError(CorralError):
+    """The controller could not write its own files (never the agent's fault)."""
+
+    code = "storage_error"
+    http_status = 500
+
+
+class StorageFull(StorageError):
+    """No space left where the controller keeps its state (`$CORRAL_HOME`, the database)."""
+
+    code = "storage_full"
+    http_status = 507
 
 
 class AgentSpecError(CorralError):

@@ -1,5 +1,6 @@
 """What every interaction shares, agent run or plain inference: its conversation history and
-how it ends (status recorded, closing events written in one batch, subscribers released)."""
+how it ends (status recorded, closing events written in one batch, subscribers released —
+also when the store fails, so no follower waits forever)."""
 
 from __future__ import annotations
 
@@ -43,12 +44,14 @@ async def finish(
     fields: dict[str, Any] = {"status": status, "errors": errors}
     if usage is not None:
         fields["usage"] = usage_dict(usage)
-    final = await store.update_interaction(rec.tenant, rec.id, **fields)
-    steps = materialize(await store.list_events(rec.id))
-    closing: list[tuple[str, dict[str, Any]]] = [
-        ("error", {"error": {"code": e["code"], "message": e["message"]}}) for e in errors
-    ]
-    closing.append(("interaction.completed", {"interaction": interaction_view(final, steps)}))
-    await bus.emit_many(rec.id, closing)
-    bus.finish(rec.id)
+    try:
+        final = await store.update_interaction(rec.tenant, rec.id, **fields)
+        steps = materialize(await store.list_events(rec.id))
+        closing: list[tuple[str, dict[str, Any]]] = [
+            ("error", {"error": {"code": e["code"], "message": e["message"]}}) for e in errors
+        ]
+        closing.append(("interaction.completed", {"interaction": interaction_view(final, steps)}))
+        await bus.emit_many(rec.id, closing)
+    finally:
+        bus.finish(rec.id)  # subscribers end even when the store failed (they re-read it)
     return final

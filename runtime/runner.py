@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -22,14 +23,14 @@ from runtime.agents.prompt import system_prompt
 from runtime.agents.refusals import RefusalWatcher
 from runtime.agents.spec import AgentSpec
 from runtime.agents.tools import Toolbox
-from runtime.artifacts import ArtifactCollector
+from runtime.artifacts import ArtifactCollector, host_error
 from runtime.errors import CorralError, NotFound
 from runtime.events import EventBus
 from runtime.ids import new_id
 from runtime.providers.base import GenerationConfig, Message, ModelProvider, Usage
 from runtime.providers.registry import make_provider
 from runtime.settings import Settings
-from runtime.store.base import InteractionRecord, Store
+from runtime.store.base import InteractionRecord, Store, utcnow
 from runtime.views import interaction_view
 from sandbox.api import Sandbox
 from sandbox.backends.base import Backend
@@ -217,8 +218,12 @@ class Runner:
             status, errors = "failed", [{"code": f"sandbox_{exc.reason}", "message": str(exc)}]
         except CorralError as exc:
             status, errors = "failed", [{"code": exc.code, "message": str(exc)}]
+        except OSError as exc:  # the host's own files (a full disk, a lost folder)
+            mapped = host_error(exc)
+            status, errors = "failed", [{"code": mapped.code, "message": str(mapped)}]
         except Exception as exc:  # the run fails with a reason; the controller stays up
-            log.exception("run.crashed", interaction=rec.id)
+            log.error("run.crashed", interaction=rec.id, error=f"{type(exc).__name__}: {exc}")
+            log.debug("run.crashed.traceback", interaction=rec.id, exc_info=True)
             status, errors = (
                 "failed",
                 [{"code": "internal", "message": f"{type(exc).__name__}: {exc}"}],
@@ -252,7 +257,17 @@ class Runner:
                 await provider.aclose()
         with contextlib.suppress(Exception):
             await recorder.drain()  # everything the run emitted is stored before the verdict
-        final = await lifecycle.finish(self.store, self.bus, rec, status, errors, usage)
+        try:
+            final = await lifecycle.finish(self.store, self.bus, rec, status, errors, usage)
+        except (CorralError, OSError) as exc:
+            # The verdict could not be stored (a full disk, a lost database): the caller still
+            # gets it, and a restarted controller ends the stored run as interrupted.
+            mapped = exc if isinstance(exc, CorralError) else host_error(exc)
+            log.error("run.verdict_not_stored", interaction=rec.id, error=str(mapped))
+            if status != "failed" or not errors:
+                status = "failed"
+            errors = [*errors, {"code": mapped.code, "message": f"not recorded: {mapped}"}]
+            final = dataclasses.replace(rec, status=status, errors=errors, updated=utcnow())
         log.info("run.finished", interaction=rec.id, status=status)
         return final
 

@@ -17,6 +17,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_BUDGET = 3
+EXIT_ARTIFACTS = 4
+"""The run completed but not every artifact could be written where it was asked to go."""
 EXIT_CANCELLED = 130
 
 console = Console()
@@ -28,6 +30,12 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     first = message.strip().splitlines()[0] if message.strip() else "error"
     print(f"corral: error: {first}", file=sys.stderr)
     raise typer.Exit(code)
+
+
+def error_line(message: str) -> None:
+    """One `corral: …` line on stderr (newlines in `message` flattened)."""
+    flat = " ".join(message.split())
+    print(f"corral: {flat}", file=sys.stderr)
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

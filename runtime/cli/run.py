@@ -1,19 +1,33 @@
 """`corral run` — the main job: an agent on a task in a fresh sandbox, steps shown live,
-artifacts downloaded into a local folder, an exit code CI can act on."""
+artifacts downloaded into a local folder, an exit code CI can act on.
+
+Exit codes: 0 completed (and every stored artifact written to `--out`), 1 failed, 2 usage
+(bad agent, unknown run), 3 budget exceeded, 4 completed but some stored artifacts could not
+be written to `--out` (each named on stderr), 130 cancelled (SIGINT or SIGTERM).
+
+Files the collector skipped during the run (symbolic links, names the host cannot keep, over a
+cap) are part of the run's record: reported as they happen and counted in the summary, they
+do not change the exit code. A run that does not complete prints each of its errors as one
+`corral: run failed: CODE: message` line on stderr. Errors of the command itself are one
+`corral: error: …` line — never a traceback — and the command always ends: a first SIGINT or
+SIGTERM cancels the run, which gets STOP_GRACE seconds to end cleanly; a second stops at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import signal
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from runtime.agents.registry import resolve_agent
+from runtime.artifacts import export_artifacts, host_error, skipped_from_events
 from runtime.cli.common import (
+    EXIT_ARTIFACTS,
     EXIT_BUDGET,
     EXIT_CANCELLED,
     EXIT_FAILED,
@@ -21,10 +35,11 @@ from runtime.cli.common import (
     EXIT_USAGE,
     console,
     err_console,
+    error_line,
     fail,
 )
 from runtime.cli.render import EventPrinter
-from runtime.controller import open_controller
+from runtime.controller import Controller, open_controller
 from runtime.errors import AgentSpecError, ConfigError, CorralError, NotFound
 from runtime.providers.registry import default_model_from_env
 from runtime.runner import RunOptions
@@ -32,6 +47,10 @@ from runtime.settings import Settings
 from runtime.store.base import InteractionRecord
 from sandbox.errors import SandboxError
 
+STOP_GRACE = 15.0
+"""Seconds a cancelled run gets to end cleanly (remove its sandbox, record its end)."""
+FOLLOW_DRAIN = 5.0
+"""Seconds the live output may lag behind a run that has ended."""
 EXIT_BY_STATUS = {
     "completed": EXIT_OK,
     "failed": EXIT_FAILED,
@@ -109,17 +128,31 @@ def run(
         image=image,
     )
     try:
-        final, out_dir, copied = asyncio.run(
+        final, out_dir, report = asyncio.run(
             _run(settings, spec, task, opts, continue_id, out, as_json)
         )
     except (CorralError, SandboxError) as exc:
         fail(str(exc), EXIT_USAGE if isinstance(exc, (ConfigError, NotFound)) else EXIT_FAILED)
+    except asyncio.CancelledError:
+        fail("interrupted before the run could end cleanly", EXIT_CANCELLED)
+    except OSError as exc:
+        fail(str(host_error(exc)))
+    except Exception as exc:  # one line, never a traceback (CORRAL_LOG_LEVEL=debug for more)
+        fail(f"internal error: {type(exc).__name__}: {exc}")
     code = EXIT_BY_STATUS.get(final.status, EXIT_FAILED)
+    if final.status != "completed":
+        for e in final.errors:
+            error_line(f"run {final.status}: {e.get('code')}: {e.get('message')}")
+    for path, why in report.failed:
+        error_line(f"artifact {path} not saved in {out_dir}: {why}")
+    if code == EXIT_OK and report.failed:
+        code = EXIT_ARTIFACTS
     if not as_json:
         style = "green" if code == EXIT_OK else "red"
+        skipped = f", {len(report.skipped)} skipped (listed above)" if report.skipped else ""
         console.print(
             f"[{style}]● {final.status}[/] run {final.id} · {final.usage.get('total_tokens', 0)} tokens · "
-            f"{copied} artifact(s) in {out_dir}"
+            f"{len(report.written)} artifact(s) in {out_dir}{skipped}"
         )
         if final.status == "completed" and spec.model and spec.model.startswith("scripted:"):
             console.print(
@@ -136,6 +169,16 @@ def _model_configured() -> bool:
     return True
 
 
+@dataclass
+class OutReport:
+    """What `--out` received: files written, files not written (path, why), and the files the
+    collector skipped during the run (reported there, as `artifact.skipped` events)."""
+
+    written: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+
 async def _run(
     settings: Settings,
     spec: object,
@@ -144,45 +187,69 @@ async def _run(
     continue_id: str | None,
     out: Path | None,
     as_json: bool,
-) -> tuple[InteractionRecord, Path, int]:
+) -> tuple[InteractionRecord, Path, OutReport]:
     from runtime.agents.spec import AgentSpec
 
     assert isinstance(spec, AgentSpec)
-    async with open_controller(settings) as ctl:
-        with contextlib.suppress(SandboxError):
-            await ctl.backend.reap_idle()
-        rec = await ctl.runner.create(spec, task, options=opts, previous_interaction_id=continue_id)
-        if not as_json:
-            err_console.print(
-                f"[dim]run {rec.id} · agent {spec.name} · model {rec.model} · image {opts.image or spec.sandbox_spec().image}[/]"
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    job: asyncio.Task[InteractionRecord] | None = None
+    signals = 0
+
+    def on_signal() -> None:
+        # First SIGINT/SIGTERM: cancel the run (it ends `cancelled`, its sandbox removed) and
+        # give that STOP_GRACE seconds; a second signal, or the grace running out, stops now.
+        nonlocal signals
+        signals += 1
+        if job is not None and not job.done() and signals == 1:
+            job.cancel()
+            loop.call_later(STOP_GRACE, main.cancel)
+        else:
+            main.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        async with open_controller(settings) as ctl:
+            with contextlib.suppress(SandboxError):
+                await ctl.backend.reap_idle()
+            rec = await ctl.runner.create(
+                spec, task, options=opts, previous_interaction_id=continue_id
             )
-        job = ctl.runner.start(rec)
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, job.cancel)
-        loop.add_signal_handler(signal.SIGTERM, job.cancel)
-        printer = EventPrinter(console, as_json=as_json)
-        try:
-            async for ev in ctl.bus.subscribe(rec.id):
-                if ev is not None:
-                    printer(ev)
-            final = await job
-        finally:
-            printer.close()
-            loop.remove_signal_handler(signal.SIGINT)
-            loop.remove_signal_handler(signal.SIGTERM)
-        out_dir = out or Path.cwd() / "corral-out" / rec.id
-        copied = await _download(ctl.store, rec.id, out_dir)
-        return final, out_dir, copied
+            if not as_json:
+                err_console.print(
+                    f"[dim]run {rec.id} · agent {spec.name} · model {rec.model} · image {opts.image or spec.sandbox_spec().image}[/]"
+                )
+            printer = EventPrinter(console, as_json=as_json)
+            follower = asyncio.create_task(_follow(ctl, rec.id, printer))
+            job = ctl.runner.start(rec)
+            try:
+                final = await job
+                # The run has ended and released its followers; this only bounds a follower
+                # that could not read the store, so `corral run` always returns.
+                with contextlib.suppress(TimeoutError, Exception):
+                    await asyncio.wait_for(asyncio.shield(follower), FOLLOW_DRAIN)
+            finally:
+                follower.cancel()
+                with contextlib.suppress(BaseException):
+                    await follower
+                printer.close()
+            out_dir = out or Path.cwd() / "corral-out" / rec.id
+            report = OutReport()
+            with contextlib.suppress(CorralError, OSError):
+                report.skipped = skipped_from_events(await ctl.store.list_events(rec.id))
+            with contextlib.suppress(CorralError, OSError):
+                arts = await ctl.store.list_artifacts(rec.id)
+                exported = await export_artifacts(arts, out_dir)
+                report.written, report.failed = exported.written, exported.failed
+            return final, out_dir, report
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
-async def _download(store: object, interaction_id: str, out_dir: Path) -> int:
-    from runtime.artifacts import safe_relpath
-    from runtime.store.sql import SqlStore
-
-    assert isinstance(store, SqlStore)
-    arts = await store.list_artifacts(interaction_id)
-    for a in arts:
-        target = out_dir.joinpath(*safe_relpath(a.path).parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(shutil.copyfile, a.stored_path, target)
-    return len(arts)
+async def _follow(ctl: Controller, interaction_id: str, printer: EventPrinter) -> None:
+    async for ev in ctl.bus.subscribe(interaction_id):
+        if ev is not None:
+            printer(ev)

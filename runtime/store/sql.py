@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from runtime.errors import ConfigError, Conflict, NotFound, StoreUnavailable
+from runtime.errors import ConfigError, Conflict, NotFound, StorageFull, StoreUnavailable
 from runtime.settings import Settings
 from runtime.store.base import (
     AgentRecord,
@@ -377,8 +377,18 @@ async def open_store(settings: Settings) -> SqlStore:
 # Transactions (sync functions of a Connection; see runtime/store/engines.py) -----------------
 
 
-def _store_error(exc: DBAPIError) -> StoreUnavailable:
-    reason = str(exc.orig) if exc.orig is not None else str(exc)
+SQLITE_FULL = 13
+PG_DISK_FULL = "53100"
+
+
+def _store_error(exc: DBAPIError) -> StoreUnavailable | StorageFull:
+    """A full disk under the database is `StorageFull`; anything else `StoreUnavailable`."""
+    orig = exc.orig
+    reason = str(orig) if orig is not None else str(exc)
+    code = getattr(orig, "sqlite_errorcode", None)
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if (code is not None and code & 0xFF == SQLITE_FULL) or state == PG_DISK_FULL:
+        return StorageFull(f"no space left for the store: {reason}")
     return StoreUnavailable(f"store unavailable: {reason}")
 
 

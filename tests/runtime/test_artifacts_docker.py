@@ -46,8 +46,9 @@ async def test_collects_new_and_changed_files_within_caps(corral_home: Path) -> 
         )
         got = await collector.scan()
         assert sorted(a.path for a in got) == ["a.txt", "d/b.txt"]  # the symlink is not followed
-        stored = settings.artifacts_dir / "int_a" / "d" / "b.txt"
+        stored = Path(next(a.stored_path for a in got if a.path == "d/b.txt"))
         assert stored.read_bytes() == b"two"
+        assert stored.parent == settings.artifacts_dir / "int_a"  # a name of ours, not the agent's
         assert {a.sha256 for a in got} == {
             hashlib.sha256(b"one").hexdigest(),
             hashlib.sha256(b"two").hexdigest(),
@@ -58,8 +59,8 @@ async def test_collects_new_and_changed_files_within_caps(corral_home: Path) -> 
         )
         again = await collector.scan()
         assert again == []  # a.txt now exceeds the byte cap, c.txt the count cap
-        skipped = [p for k, p in events if k == "artifact.skipped"]
-        assert skipped and "cap" in skipped[0]["message"]
+        skipped = {p["path"]: p["reason"] for k, p in events if k == "artifact.skipped"}
+        assert skipped == {"link": "symlink", "a.txt": "size_cap", "c.txt": "count_cap"}
         announced = [p["artifact"]["path"] for k, p in events if k == "artifact.created"]
         assert sorted(announced) == ["a.txt", "d/b.txt"]
         assert [a.path for a in await store.list_artifacts("int_a")] == ["a.txt", "d/b.txt"]
