@@ -35,13 +35,30 @@ from pydantic import (
 )
 
 from runtime.errors import AgentSpecError
-from sandbox.spec import DataMount, SandboxSpec, parse_size
+from sandbox.spec import (
+    MAX_DISK,
+    MAX_MEMORY,
+    MIN_MEMORY,
+    Cpus,
+    DataMount,
+    Pids,
+    SandboxSpec,
+    format_size,
+    parse_size,
+)
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _MODEL = re.compile(r"^[a-z][a-z0-9_-]*:\S+$")
 _DOMAIN = re.compile(
     r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 )
+
+# Hard bounds of a run's limits (a spec or an API caller can ask for less, never more).
+MAX_STEPS = 1000
+MAX_TOOL_CALLS = 10_000
+MAX_TOTAL_TOKENS = 1_000_000_000
+MAX_TIMEOUT = 7 * 24 * 3600.0
+"""A week of wall-clock time."""
 
 WORKSPACE = "/workspace"
 DATA_DIR = "/workspace/data"
@@ -136,13 +153,13 @@ class DataSource(_Model):
 class Resources(_Model):
     """Sandbox resources; unset fields keep the sandbox defaults (1 CPU, 1g memory and disk)."""
 
-    cpus: float | None = Field(default=None, gt=0, le=64)
-    """CPU cores (fractions allowed)."""
+    cpus: Cpus | None = None
+    """CPU cores (fractions allowed), at most 64."""
     memory: int | str | None = None
     """Memory limit, e.g. `2g` (no swap beyond it); at least 32m."""
     disk: int | str | None = None
     """Writable /workspace size, e.g. `5g`."""
-    pids: int | None = Field(default=None, ge=16, le=65536)
+    pids: Pids | None = None
     """Maximum number of processes."""
     runtime: Literal["runc", "runsc"] | None = None
     """OCI runtime: `runsc` (gVisor) for a stronger boundary; the run fails (never falls back
@@ -154,8 +171,11 @@ class Resources(_Model):
         if v is None:
             return None
         n = parse_size(v)
-        if info.field_name == "memory" and n < 32 * 1024**2:
-            raise ValueError("memory must be at least 32m")
+        low, high = (MIN_MEMORY, MAX_MEMORY) if info.field_name == "memory" else (1, MAX_DISK)
+        if n < low:
+            raise ValueError(f"{info.field_name} must be at least {format_size(low)}")
+        if n > high:
+            raise ValueError(f"{info.field_name} must be at most {format_size(high)}")
         return v
 
 
@@ -190,21 +210,21 @@ class Network(_Model):
 class Limits(_Model):
     """Budgets of one run; reaching one ends the run with status `budget_exceeded`."""
 
-    max_steps: int = Field(default=30, ge=1)
-    """Model turns."""
-    max_tool_calls: int = Field(default=100, ge=0)
-    """Tool calls over the whole run."""
-    max_total_tokens: int | None = Field(default=None, ge=1)
+    max_steps: int = Field(default=30, ge=1, le=MAX_STEPS)
+    """Model turns (at most 1000)."""
+    max_tool_calls: int = Field(default=100, ge=0, le=MAX_TOOL_CALLS)
+    """Tool calls over the whole run (at most 10000)."""
+    max_total_tokens: int | None = Field(default=None, ge=1, le=MAX_TOTAL_TOKENS)
     """Input + output tokens over the whole run; None = no limit."""
-    timeout: float = Field(default=1800, gt=0)
-    """Wall-clock seconds for the whole run."""
+    timeout: float = Field(default=1800, gt=0, le=MAX_TIMEOUT, allow_inf_nan=False)
+    """Wall-clock seconds for the whole run (at most a week)."""
 
 
 class Generation(_Model):
     """Sampling settings passed to the model."""
 
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
+    max_output_tokens: int | None = Field(default=None, ge=1, le=MAX_TOTAL_TOKENS)
     """Per model turn."""
 
 

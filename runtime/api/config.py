@@ -1,4 +1,5 @@
-"""Server configuration beyond `Settings`: keys, body caps, stream and webhook timing.
+"""Server configuration beyond `Settings`: keys and their policies, body caps, connection
+limits, stream and webhook timing.
 
 Read from the environment once (`ApiConfig.from_env`) or built directly by tests.
 """
@@ -12,6 +13,7 @@ from typing import TypeVar
 
 from runtime.api.auth import ApiKeys, load_api_keys
 from runtime.api.bodylimit import JSON_LIMIT, UPLOAD_LIMIT
+from runtime.api.server import ServerLimits
 from runtime.api.sse import HEARTBEAT_SECONDS
 from runtime.errors import ConfigError
 from runtime.settings import Settings
@@ -31,6 +33,8 @@ class ApiConfig:
     webhook_policy: RetryPolicy = field(default_factory=RetryPolicy)
     webhook_poll: float = 1.0
     reap_interval: float = 60.0
+    server: ServerLimits = field(default_factory=ServerLimits)
+    """Connection limits and timeouts of the uvicorn server (`runtime.api.server`)."""
 
     @property
     def scripted_allowed(self) -> bool:
@@ -51,6 +55,7 @@ class ApiConfig:
                 base_delay=_num(env, "CORRAL_WEBHOOK_BASE_DELAY", 2.0, float),
             ),
             webhook_poll=_num(env, "CORRAL_WEBHOOK_POLL", 1.0, float),
+            server=ServerLimits.from_env(env),
         )
 
 

@@ -32,6 +32,7 @@ def serve(
 
     from runtime.api.app import create_app
     from runtime.api.config import ApiConfig
+    from runtime.api.server import uvicorn_config
 
     settings = Settings.from_env()
     try:
@@ -45,4 +46,12 @@ def serve(
             EXIT_USAGE,
         )
     app = create_app(settings, config=config)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
+    server_config = uvicorn_config(
+        app,
+        host=host,
+        port=port,
+        limits=config.server,
+        log_level=log_level,
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(server_config).run()

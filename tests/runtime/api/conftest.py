@@ -17,6 +17,7 @@ from google.genai import types
 
 from runtime.api.app import create_app
 from runtime.api.config import ApiConfig
+from runtime.api.server import uvicorn_config
 from runtime.settings import Settings
 
 
@@ -30,11 +31,10 @@ class ServerThread:
     def __init__(self, config: ApiConfig | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        app = create_app(Settings.from_env(), config=config or ApiConfig())
+        cfg = config or ApiConfig()
+        app = create_app(Settings.from_env(), config=cfg)
         self.server = uvicorn.Server(
-            uvicorn.Config(
-                app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
-            )
+            uvicorn_config(app, host="127.0.0.1", port=self.port, limits=cfg.server, lifespan="on")
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
