@@ -14,6 +14,7 @@ from runtime.providers.base import (
     Message,
     ModelTurn,
     TextCallback,
+    Timeouts,
     ToolCall,
     ToolSpec,
     Usage,
@@ -24,6 +25,10 @@ from runtime.providers.retry import (
     RetryPolicy,
     call_with_retries,
     connection_failure,
+    cut_short,
+    empty_reply,
+    fault_failure,
+    malformed,
     one_line,
     parse_retry_after,
     status_failure,
@@ -45,7 +50,7 @@ class AnthropicProvider:
         api_key: str | None = None,
         base_url: str | None = None,
         retry: RetryPolicy | None = None,
-        timeout: float | None = 600.0,
+        timeouts: Timeouts | None = None,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
     ) -> None:
         if not api_key and not base_url:
@@ -53,12 +58,16 @@ class AnthropicProvider:
         self.model = model
         self._retry = retry or RetryPolicy()
         self._default_max_tokens = default_max_tokens
+        self._timeouts = t = timeouts or Timeouts()
+        # httpx's read timeout bounds each read: for a stream, the idle timeout. Anthropic
+        # sends `ping` events while a model thinks, so a silent stream is a stalled one.
+        self._stream_timeout = anthropic.Timeout(t.idle, connect=t.connect)
         # max_retries=0: retry.py is the only retry loop.
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key or PLACEHOLDER_KEY,
             base_url=base_url,
             max_retries=0,
-            timeout=timeout,
+            timeout=anthropic.Timeout(t.response, connect=t.connect),
         )
 
     async def complete(
@@ -72,20 +81,34 @@ class AnthropicProvider:
     ) -> ModelTurn:
         request = self._request(messages, system, tools, config or GenerationConfig())
         streamed = False
+        timeouts = self._timeouts
+
+        def classify(exc: Exception) -> Failure | None:
+            return classify_error(exc, timeouts, streaming=on_text is not None)
 
         async def attempt() -> ModelTurn:
             nonlocal streamed
             if on_text is None:
-                return self._turn(await self._client.messages.create(**request))
-            async with self._client.messages.stream(**request) as stream:
+                return self._checked_turn(await self._client.messages.create(**request))
+            events = 0
+            stopped = False
+            async with self._client.messages.stream(
+                **request, timeout=self._stream_timeout
+            ) as stream:
                 async for event in stream:
+                    events += 1
+                    stopped = stopped or event.type == "message_stop"
                     if event.type == "text" and event.text:
                         streamed = True
                         await on_text(event.text)
-                return self._turn(await stream.get_final_message())
+                if events == 0:
+                    raise empty_reply()
+                if not stopped:
+                    raise cut_short()
+                return self._checked_turn(await stream.get_final_message())
 
         return await call_with_retries(
-            attempt, policy=self._retry, classify=classify_error, committed=lambda: streamed
+            attempt, policy=self._retry, classify=classify, committed=lambda: streamed
         )
 
     async def aclose(self) -> None:
@@ -124,6 +147,17 @@ class AnthropicProvider:
             }
         # `seed` has no Anthropic equivalent; it is ignored.
         return request
+
+    def _checked_turn(self, message: Any) -> ModelTurn:
+        if not isinstance(message, anthropic.types.Message):
+            raise malformed("not a message")
+        try:
+            if not isinstance(message.content, list):
+                raise malformed("a message without content")
+            return self._turn(message)
+        except (AttributeError, TypeError) as exc:
+            # Built without validation by the SDK: a field of the wrong type shows up here.
+            raise malformed("not a message") from exc
 
     def _turn(self, message: Any) -> ModelTurn:
         text: list[str] = []
@@ -231,11 +265,25 @@ def usage_from_anthropic(usage: Any) -> Usage:
     )
 
 
-def classify_error(exc: Exception) -> Failure | None:
+def classify_error(
+    exc: Exception, timeouts: Timeouts | None = None, *, streaming: bool = False
+) -> Failure | None:
     if isinstance(exc, anthropic.APIStatusError):
         return status_failure(
             "anthropic", exc.status_code, _detail(exc), parse_retry_after(exc.response.headers)
         )
+    # The SDK does not wrap what goes wrong while a stream is read: httpx's own errors and
+    # decoding errors arrive as they are.
+    t = timeouts or Timeouts()
+    fault = fault_failure(
+        "anthropic",
+        exc,
+        read_timeout=t.idle if streaming else t.response,
+        connect_timeout=t.connect,
+        streaming=streaming,
+    )
+    if fault is not None:
+        return fault
     if isinstance(exc, anthropic.APIConnectionError):
         return connection_failure("anthropic", exc.__cause__ or exc)
     if isinstance(exc, anthropic.AnthropicError):

@@ -116,6 +116,26 @@ class ModelTurn:
 
 TextCallback = Callable[[str], Awaitable[None]]
 
+DEFAULT_IDLE_TIMEOUT = 120.0
+"""Reasoning models and CPU-bound local servers can be silent for over a minute before their
+first token; a stream silent for longer than this is taken as stalled."""
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long one attempt of a provider call may wait, in seconds (None: no limit).
+
+    Each provider hands these to its SDK's HTTP client, where a read timeout bounds every
+    single read: on a stream that is an idle timeout (no byte for `idle` seconds fails the
+    attempt, and the retry policy decides what next), not a cap on the whole answer.
+    """
+
+    connect: float | None = 10.0
+    idle: float | None = DEFAULT_IDLE_TIMEOUT
+    """Streaming: the longest silence, the wait for the first byte included."""
+    response: float | None = 600.0
+    """Not streaming: the longest wait for the answer, which comes only once it is whole."""
+
 
 @runtime_checkable
 class ModelProvider(Protocol):

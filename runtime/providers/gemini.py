@@ -21,6 +21,7 @@ from runtime.providers.base import (
     Message,
     ModelTurn,
     TextCallback,
+    Timeouts,
     ToolCall,
     ToolSpec,
     Usage,
@@ -31,6 +32,10 @@ from runtime.providers.retry import (
     RetryPolicy,
     call_with_retries,
     connection_failure,
+    cut_short,
+    empty_reply,
+    fault_failure,
+    malformed,
     one_line,
     parse_retry_after,
     status_failure,
@@ -60,18 +65,23 @@ class GeminiProvider:
         api_key: str | None = None,
         base_url: str | None = None,
         retry: RetryPolicy | None = None,
-        timeout: float | None = 600.0,
+        timeouts: Timeouts | None = None,
     ) -> None:
         if not api_key:
             raise ConfigError("gemini: no API key: set GEMINI_API_KEY (or GOOGLE_API_KEY)")
         self.model = model
         self._retry = retry or RetryPolicy()
+        self._timeouts = t = timeouts or Timeouts()
         http_options = types.HttpOptions(
             base_url=base_url,
             # v1beta carries every field used here (JSON-schema tools and responses, thought
             # signatures); pinning it keeps the wire stable across SDK versions.
             api_version="v1beta",
-            timeout=None if timeout is None else int(timeout * 1000),
+            # Also sent as X-Server-Timeout, Gemini's own deadline for the whole answer.
+            timeout=None if t.response is None else int(t.response * 1000),
+            # The SDK sends that one number as every httpx timeout of every request; this
+            # hook, run by the SDK's httpx client before each send, puts ours in its place.
+            async_client_args={"event_hooks": {"request": [_RequestTimeouts(t)]}},
             # attempts=1: retry.py is the only retry loop.
             retry_options=types.HttpRetryOptions(attempts=1),
         )
@@ -89,6 +99,10 @@ class GeminiProvider:
         contents = to_gemini_contents(messages)
         gen_config = self._config(system, tools, config or GenerationConfig())
         streamed = False
+        timeouts = self._timeouts
+
+        def classify(exc: Exception) -> Failure | None:
+            return classify_error(exc, timeouts, streaming=on_text is not None)
 
         async def attempt() -> ModelTurn:
             nonlocal streamed
@@ -97,21 +111,30 @@ class GeminiProvider:
                 response = await self._client.aio.models.generate_content(
                     model=self.model, contents=contents, config=gen_config
                 )
-                acc.add(response)
+                acc.add_checked(response)
+                if not acc.answered:
+                    raise empty_reply()
                 return acc.turn(self.model)
             stream: AsyncIterator[
                 types.GenerateContentResponse
             ] = await self._client.aio.models.generate_content_stream(
                 model=self.model, contents=contents, config=gen_config
             )
+            chunks = 0
             async for chunk in stream:
-                for text in acc.add(chunk):
+                chunks += 1
+                for text in acc.add_checked(chunk):
                     streamed = True
                     await on_text(text)
+            if chunks == 0:
+                raise empty_reply()
+            if not acc.finished:
+                # The last chunk carries finishReason (or the prompt's blockReason).
+                raise cut_short()
             return acc.turn(self.model)
 
         return await call_with_retries(
-            attempt, policy=self._retry, classify=classify_error, committed=lambda: streamed
+            attempt, policy=self._retry, classify=classify, committed=lambda: streamed
         )
 
     async def aclose(self) -> None:
@@ -150,6 +173,25 @@ class GeminiProvider:
         return cfg
 
 
+class _RequestTimeouts:
+    """An httpx request hook: the connect timeout, and for streams (`alt=sse`, the wire form
+    of streamGenerateContent) the idle timeout as the read timeout, which httpx applies to
+    each read."""
+
+    def __init__(self, t: Timeouts) -> None:
+        self._stream = {"connect": t.connect, "read": t.idle, "write": t.idle, "pool": t.connect}
+        self._call = {
+            "connect": t.connect,
+            "read": t.response,
+            "write": t.response,
+            "pool": t.connect,
+        }
+
+    async def __call__(self, request: httpx.Request | httpx2.Request) -> None:
+        streaming = request.url.params.get("alt") == "sse"
+        request.extensions["timeout"] = dict(self._stream if streaming else self._call)
+
+
 @dataclass
 class _Accumulator:
     """Folds one response, or the chunks of a stream, into a `ModelTurn`."""
@@ -163,6 +205,21 @@ class _Accumulator:
     blocked: str | None = None
     usage: Usage = field(default_factory=Usage)
     model: str | None = None
+    answered: bool = False
+    """A candidate came, or the prompt was blocked (else the reply was empty)."""
+
+    @property
+    def finished(self) -> bool:
+        return self.finish is not None or self.blocked is not None
+
+    def add_checked(self, response: types.GenerateContentResponse) -> list[str]:
+        """`add`, with a reply of the wrong shape as a protocol fault."""
+        if not isinstance(response, types.GenerateContentResponse):
+            raise malformed("not a generateContent response")
+        try:
+            return self.add(response)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise malformed("not a generateContent response") from exc
 
     def add(self, response: types.GenerateContentResponse) -> list[str]:
         """Returns the new visible text pieces."""
@@ -173,8 +230,10 @@ class _Accumulator:
             self.usage = usage_from_gemini(response.usage_metadata)
         if response.prompt_feedback is not None and response.prompt_feedback.block_reason:
             self.blocked = str(response.prompt_feedback.block_reason.value)
+            self.answered = True
         if not response.candidates:
             return new_text
+        self.answered = True
         candidate = response.candidates[0]
         if candidate.finish_reason is not None:
             self.finish = str(candidate.finish_reason.value)
@@ -295,7 +354,9 @@ def usage_from_gemini(meta: types.GenerateContentResponseUsageMetadata) -> Usage
     )
 
 
-def classify_error(exc: Exception) -> Failure | None:
+def classify_error(
+    exc: Exception, timeouts: Timeouts | None = None, *, streaming: bool = False
+) -> Failure | None:
     if isinstance(exc, genai_errors.APIError):
         code = int(exc.code or 0)
         detail = exc.message or str(exc.status or "") or str(exc)
@@ -309,6 +370,18 @@ def classify_error(exc: Exception) -> Failure | None:
         if retry_after is None:
             retry_after = _retry_info_delay(exc.details)
         return status_failure("gemini", code, detail, retry_after)
+    t = timeouts or Timeouts()
+    # The SDK re-raises a body that is not JSON as UnknownApiResponseError from the
+    # JSONDecodeError; fault_failure reads the cause (and never quotes the body).
+    fault = fault_failure(
+        "gemini",
+        exc,
+        read_timeout=t.idle if streaming else t.response,
+        connect_timeout=t.connect,
+        streaming=streaming,
+    )
+    if fault is not None:
+        return fault
     if isinstance(exc, httpx.TransportError | httpx2.TransportError):
         return connection_failure("gemini", exc)
     if isinstance(exc, genai_errors.UnknownApiResponseError):

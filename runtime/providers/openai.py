@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from runtime.errors import ConfigError, ProviderError
 from runtime.providers.arguments import dump_arguments, parse_arguments
@@ -16,6 +17,7 @@ from runtime.providers.base import (
     Message,
     ModelTurn,
     TextCallback,
+    Timeouts,
     ToolCall,
     ToolSpec,
     Usage,
@@ -26,6 +28,10 @@ from runtime.providers.retry import (
     RetryPolicy,
     call_with_retries,
     connection_failure,
+    cut_short,
+    empty_reply,
+    fault_failure,
+    malformed,
     one_line,
     parse_retry_after,
     status_failure,
@@ -53,7 +59,7 @@ class OpenAIProvider:
         api_key: str | None = None,
         base_url: str | None = None,
         retry: RetryPolicy | None = None,
-        timeout: float | None = 600.0,
+        timeouts: Timeouts | None = None,
     ) -> None:
         if not api_key and not base_url:
             raise ConfigError(
@@ -62,12 +68,15 @@ class OpenAIProvider:
         self.model = model
         self.base_url = base_url
         self._retry = retry or RetryPolicy()
+        self._timeouts = t = timeouts or Timeouts()
+        # httpx's read timeout bounds each read: for a stream, the idle timeout.
+        self._stream_timeout = openai.Timeout(t.idle, connect=t.connect)
         # max_retries=0: retry.py is the only retry loop.
         self._client = openai.AsyncOpenAI(
             api_key=api_key or PLACEHOLDER_KEY,
             base_url=base_url,
             max_retries=0,
-            timeout=timeout,
+            timeout=openai.Timeout(t.response, connect=t.connect),
         )
 
     async def complete(
@@ -81,6 +90,10 @@ class OpenAIProvider:
     ) -> ModelTurn:
         request = self._request(messages, system, tools, config or GenerationConfig())
         streamed = False
+        timeouts = self._timeouts
+
+        def classify(exc: Exception) -> Failure | None:
+            return classify_error(exc, timeouts, streaming=on_text is not None)
 
         async def attempt() -> ModelTurn:
             nonlocal streamed
@@ -96,7 +109,7 @@ class OpenAIProvider:
             return await self._stream(request, emit)
 
         return await call_with_retries(
-            attempt, policy=self._retry, classify=classify_error, committed=lambda: streamed
+            attempt, policy=self._retry, classify=classify, committed=lambda: streamed
         )
 
     async def aclose(self) -> None:
@@ -145,8 +158,17 @@ class OpenAIProvider:
         return request
 
     def _turn_from_response(self, response: Any) -> ModelTurn:
-        if not response.choices:
-            raise ProviderError(f"openai: response from {self.model} has no choices")
+        if not isinstance(response, ChatCompletion):
+            raise malformed("not a chat completion")
+        try:
+            return self._turn_from_completion(response)
+        except (AttributeError, TypeError) as exc:
+            # Built without validation by the SDK: a field of the wrong type shows up here.
+            raise malformed("not a chat completion") from exc
+
+    def _turn_from_completion(self, response: Any) -> ModelTurn:
+        if not isinstance(response.choices, list) or not response.choices:
+            raise malformed("no choices")
         choice = response.choices[0]
         msg = choice.message
         seen: set[str] = set()
@@ -170,31 +192,65 @@ class OpenAIProvider:
 
     async def _stream(self, request: dict[str, Any], emit: TextCallback) -> ModelTurn:
         stream = await self._client.chat.completions.create(
-            **request, stream=True, stream_options={"include_usage": True}
+            **request,
+            stream=True,
+            stream_options={"include_usage": True},
+            timeout=self._stream_timeout,
         )
-        text: list[str] = []
-        thought: list[str] = []
-        calls: dict[int, _PartialCall] = {}
-        finish: str | None = None
-        usage = Usage()
-        model = self.model
+        acc = _StreamAccumulator(model=self.model)
+        chunks = 0
         async with stream:
             async for chunk in stream:
-                model = chunk.model or model
-                if chunk.usage is not None:
-                    usage = usage_from_openai(chunk.usage)
-                for choice in chunk.choices:
-                    delta = choice.delta
-                    if choice.finish_reason:
-                        finish = choice.finish_reason
-                    reasoning = _reasoning_of(delta)
-                    if reasoning:
-                        thought.append(reasoning)
-                    if delta.content:
-                        text.append(delta.content)
-                        await emit(delta.content)
-                    for tc in delta.tool_calls or []:
-                        _merge_call_delta(calls, tc)
+                chunks += 1
+                try:
+                    pieces = acc.add(chunk)
+                except (AttributeError, TypeError) as exc:
+                    # Built without validation by the SDK: a field of the wrong type.
+                    raise malformed("not a chat completion chunk") from exc
+                for piece in pieces:
+                    await emit(piece)
+        if chunks == 0:
+            raise empty_reply()
+        if acc.finish is None:
+            # Every server ends a choice with a finish_reason; [DONE] alone is not proof.
+            raise cut_short()
+        return acc.turn()
+
+
+@dataclass
+class _StreamAccumulator:
+    """Folds the chunks of a chat-completions stream into a `ModelTurn`."""
+
+    model: str
+    text: list[str] = field(default_factory=list)
+    thought: list[str] = field(default_factory=list)
+    calls: dict[int, _PartialCall] = field(default_factory=dict)
+    finish: str | None = None
+    usage: Usage = field(default_factory=Usage)
+
+    def add(self, chunk: ChatCompletionChunk) -> list[str]:
+        """Returns the new visible text pieces."""
+        if not isinstance(chunk, ChatCompletionChunk) or not isinstance(chunk.choices, list):
+            raise malformed("not a chat completion chunk")
+        pieces: list[str] = []
+        self.model = chunk.model or self.model
+        if chunk.usage is not None:
+            self.usage = usage_from_openai(chunk.usage)
+        for choice in chunk.choices:
+            delta = choice.delta
+            if choice.finish_reason:
+                self.finish = choice.finish_reason
+            reasoning = _reasoning_of(delta)
+            if reasoning:
+                self.thought.append(reasoning)
+            if delta.content:
+                self.text.append(delta.content)
+                pieces.append(delta.content)
+            for tc in delta.tool_calls or []:
+                _merge_call_delta(self.calls, tc)
+        return pieces
+
+    def turn(self) -> ModelTurn:
         seen: set[str] = set()
         tool_calls = [
             ToolCall(
@@ -202,16 +258,16 @@ class OpenAIProvider:
                 name=p.name,
                 arguments=parse_arguments("".join(p.arguments)),
             )
-            for _, p in sorted(calls.items())
+            for _, p in sorted(self.calls.items())
             if p.name
         ]
         return ModelTurn(
-            text="".join(text),
+            text="".join(self.text),
             tool_calls=tool_calls,
-            thought="".join(thought) or None,
-            usage=usage,
-            stop_reason=_stop_reason(finish, bool(tool_calls)),
-            model=model,
+            thought="".join(self.thought) or None,
+            usage=self.usage,
+            stop_reason=_stop_reason(self.finish, bool(tool_calls)),
+            model=self.model,
         )
 
 
@@ -305,7 +361,9 @@ def _stop_reason(finish: str | None, has_calls: bool) -> str:
     return _STOP_REASONS.get(finish, finish)
 
 
-def classify_error(exc: Exception) -> Failure | None:
+def classify_error(
+    exc: Exception, timeouts: Timeouts | None = None, *, streaming: bool = False
+) -> Failure | None:
     if isinstance(exc, openai.APIStatusError):
         return status_failure(
             "openai",
@@ -313,6 +371,16 @@ def classify_error(exc: Exception) -> Failure | None:
             _detail(exc),
             parse_retry_after(exc.response.headers),
         )
+    t = timeouts or Timeouts()
+    fault = fault_failure(
+        "openai",
+        exc,
+        read_timeout=t.idle if streaming else t.response,
+        connect_timeout=t.connect,
+        streaming=streaming,
+    )
+    if fault is not None:
+        return fault
     if isinstance(exc, openai.APIConnectionError):
         return connection_failure("openai", exc.__cause__ or exc)
     if isinstance(exc, openai.OpenAIError):

@@ -2,12 +2,21 @@
 
 SDK-internal retries are switched off in each provider so this is the only place that decides;
 each provider passes a `classify` function that maps its SDK's exceptions to a `Failure`.
+
+Faults on the wire look the same under every SDK and are mapped here (`fault_failure`):
+- a timeout (connect, or a stream silent for the idle timeout) -> `ProviderTimeout`, retried;
+- a reply cut short (connection closed mid-body, or a stream without its final event) or an
+  empty 200 -> `ProviderProtocolError`, retried: both are transient;
+- bytes that are not UTF-8, not JSON, or JSON of the wrong shape -> `ProviderProtocolError`,
+  not retried: the next reply from that endpoint is no better.
+Providers raise `ReplyFault` for what the SDKs accept silently (a stream that just stops).
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import math
 import random
 import time
@@ -15,10 +24,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import httpx
+import httpx2
+
 from runtime.errors import (
     ProviderAuthError,
     ProviderError,
+    ProviderProtocolError,
     ProviderRateLimited,
+    ProviderTimeout,
     ProviderUnavailable,
 )
 
@@ -160,3 +174,93 @@ def connection_failure(provider: str, exc: BaseException) -> Failure:
 def one_line(text: str, limit: int = 500) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "..."
+
+
+class ReplyFault(Exception):
+    """A reply the SDK took without complaint that breaks the protocol anyway."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def empty_reply() -> ReplyFault:
+    return ReplyFault("empty response", retryable=True)
+
+
+def cut_short() -> ReplyFault:
+    return ReplyFault("the stream ended before its final event", retryable=True)
+
+
+def malformed(detail: str) -> ReplyFault:
+    return ReplyFault(f"malformed response: {detail}", retryable=False)
+
+
+_CONNECT_TIMEOUTS = (httpx.ConnectTimeout, httpx2.ConnectTimeout)
+_READ_TIMEOUTS = (httpx.ReadTimeout, httpx2.ReadTimeout)
+_TIMEOUTS = (httpx.TimeoutException, httpx2.TimeoutException)
+_CUT = (httpx.RemoteProtocolError, httpx2.RemoteProtocolError)
+_TRANSPORT = (httpx.TransportError, httpx2.TransportError)
+
+
+def fault_failure(
+    provider: str,
+    exc: BaseException,
+    *,
+    read_timeout: float | None,
+    connect_timeout: float | None,
+    streaming: bool,
+) -> Failure | None:
+    """The failure for a fault any SDK may raise (or wrap, so the `__cause__` chain is read);
+    None when `exc` is none of them. Messages are one line and never quote the reply."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            break
+        found = _fault(provider, seen, read_timeout, connect_timeout, streaming)
+        if found is not None:
+            return found
+        seen = seen.__cause__
+    return None
+
+
+def _fault(
+    provider: str,
+    exc: BaseException,
+    read_timeout: float | None,
+    connect_timeout: float | None,
+    streaming: bool,
+) -> Failure | None:
+    def protocol(message: str, retryable: bool) -> Failure:
+        return Failure(ProviderProtocolError(f"{provider}: {message}"), retryable=retryable)
+
+    if isinstance(exc, ReplyFault):
+        return protocol(str(exc), exc.retryable)
+    if isinstance(exc, _CONNECT_TIMEOUTS):
+        message = f"could not connect within {_seconds(connect_timeout)}"
+        return Failure(ProviderTimeout(f"{provider}: {message}"), retryable=True)
+    if isinstance(exc, _READ_TIMEOUTS):
+        seconds = _seconds(read_timeout)
+        message = (
+            f"the stream stalled: no data for {seconds} (idle timeout)"
+            if streaming
+            else f"no response within {seconds}"
+        )
+        return Failure(ProviderTimeout(f"{provider}: {message}"), retryable=True)
+    if isinstance(exc, _TIMEOUTS):
+        return Failure(ProviderTimeout(f"{provider}: timed out"), retryable=True)
+    if isinstance(exc, _CUT):
+        return protocol("the response ended before it was complete (connection closed)", True)
+    if isinstance(exc, _TRANSPORT):
+        return connection_failure(provider, exc)
+    if isinstance(exc, UnicodeDecodeError):
+        return protocol("malformed response: not UTF-8 text", False)
+    if isinstance(exc, json.JSONDecodeError):
+        if not exc.doc.strip():
+            return protocol("empty response", True)
+        return protocol("malformed response: not JSON", False)
+    return None
+
+
+def _seconds(value: float | None) -> str:
+    return "its timeout" if value is None else f"{value:g}s"

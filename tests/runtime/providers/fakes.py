@@ -22,6 +22,16 @@ class Reply:
     sse: list[tuple[str | None, Any]] | None = None
     """Server-sent events as (event name or None, JSON data); a str data is sent verbatim."""
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
+    """A body sent byte for byte (garbage, an empty body), as `content_type`."""
+    content_type: str | None = None
+    """Overrides the content type implied by `body` / `sse`."""
+    cut: bool = False
+    """Send the body as one chunk of a chunked response, then drop the connection without
+    the final chunk (a connection lost mid-stream)."""
+    stall: bool = False
+    """Send the body as one chunk of a chunked response, then send nothing more until the
+    server stops (a stalled stream). The body may be empty: a stall before the first byte."""
 
 
 @dataclass
@@ -37,6 +47,7 @@ class FakeServer:
         self.replies: list[Reply] = []
         self.requests: list[Recorded] = []
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -64,20 +75,36 @@ class FakeServer:
                 self._send(reply)
 
             def _send(self, reply: Reply) -> None:
-                if reply.sse is not None:
+                if reply.raw is not None:
+                    payload = reply.raw
+                    content_type = "application/json"
+                elif reply.sse is not None:
                     payload = b"".join(_sse_event(name, data) for name, data in reply.sse)
                     content_type = "text/event-stream"
                 else:
                     payload = json.dumps(reply.body).encode()
                     content_type = "application/json"
                 self.send_response(reply.status)
-                self.send_header("content-type", content_type)
-                self.send_header("content-length", str(len(payload)))
+                self.send_header("content-type", reply.content_type or content_type)
+                chunked = reply.cut or reply.stall
+                if chunked:
+                    self.send_header("transfer-encoding", "chunked")
+                else:
+                    self.send_header("content-length", str(len(payload)))
                 for k, v in reply.headers.items():
                     self.send_header(k, v)
                 self.end_headers()
-                self.wfile.write(payload)
+                if not chunked:
+                    self.wfile.write(payload)
+                    self.wfile.flush()
+                    return
+                if payload:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
                 self.wfile.flush()
+                if reply.stall:
+                    # Bounded: the server's stop() releases every stalled reply.
+                    server._stopping.wait(timeout=120)
+                self.close_connection = True
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
@@ -99,6 +126,7 @@ class FakeServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
@@ -293,14 +321,16 @@ def anthropic_error(status: int, message: str, **headers: str) -> Reply:
 def gemini_response(
     parts: list[dict[str, Any]],
     *,
-    finish_reason: str = "STOP",
+    finish_reason: str | None = "STOP",
     usage: dict[str, int] | None = None,
     model: str = "gemini-fake",
 ) -> dict[str, Any]:
+    """A whole response, or with `finish_reason=None` a streamed chunk before the last."""
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}}
+    if finish_reason is not None:
+        candidate["finishReason"] = finish_reason
     return {
-        "candidates": [
-            {"content": {"role": "model", "parts": parts}, "finishReason": finish_reason}
-        ],
+        "candidates": [candidate],
         "usageMetadata": usage
         or {"promptTokenCount": 10, "candidatesTokenCount": 5, "totalTokenCount": 15},
         "modelVersion": model,
