@@ -9,6 +9,12 @@ One browser per sandbox, started on the first call and kept between calls. Eleme
 addressed by `ref` (from `snapshot`), `selector` (CSS) or `text`. Every action takes
 `timeout` (seconds, default 30). Failures raise `ToolError`; a crash restarts the browser and
 the error says so.
+
+Only http(s) pages (and about:blank) are ever shown: `goto` to `file:`, `chrome:`,
+`view-source:`, `data:`, `javascript:` ... raises `InvalidArgument`, and a page's own attempts
+(a link, a redirect, a script, a frame) are refused by Chromium. Each refusal is logged in the
+guest: `await sb.browser.refusals(offset)`, like `sb.network_refusals` for the egress proxy,
+and the refusals that happened during an action are on its result (`BrowserResult.refused`).
 """
 
 from __future__ import annotations
@@ -31,13 +37,31 @@ class PageInfo:
 
 
 @dataclass(frozen=True)
+class BrowserRefusal:
+    """A navigation the browser refused: a URL that is not an http(s) page."""
+
+    url: str
+    scheme: str
+    reason: str
+    """`scheme_not_allowed`."""
+    source: str
+    """Who asked: `goto` or `download` (the caller), `page` (a link, script, frame or
+    window of the page), `redirect` (a server's redirect)."""
+    detail: str
+    ts: float
+
+
+@dataclass(frozen=True)
 class BrowserResult:
     """What an action returns: the current page after it, and action-specific data."""
 
     page: PageInfo
     data: dict[str, Any]
     notice: str | None = None
-    """Something the caller should know (a new tab opened, the browser was restarted)."""
+    """Something the caller should know (a new tab opened, the browser was restarted, a
+    navigation was refused)."""
+    refused: tuple[BrowserRefusal, ...] = ()
+    """Navigations refused during the action."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +70,25 @@ class SavedFile:
     """Absolute path in the sandbox."""
     size: int
     page: PageInfo
+
+
+def _refusals(raw: Any) -> list[BrowserRefusal]:
+    out = []
+    for item in raw if isinstance(raw, list) else []:
+        if not isinstance(item, dict):
+            continue
+        ts = item.get("ts")
+        out.append(
+            BrowserRefusal(
+                url=str(item.get("url", "")),
+                scheme=str(item.get("scheme", "")),
+                reason=str(item.get("reason", "")),
+                source=str(item.get("source", "")),
+                detail=str(item.get("detail", "")),
+                ts=float(ts) if isinstance(ts, int | float) else 0.0,
+            )
+        )
+    return out
 
 
 def _page(raw: Any) -> PageInfo:
@@ -69,7 +112,16 @@ class Browser:
         raw = await self._sb._call(self._sb.rpc.browser(action, args, timeout=timeout))
         notice = raw.pop("notice", None)
         page = _page(raw.pop("page", None))
-        return BrowserResult(page, raw, notice if isinstance(notice, str) else None)
+        refused = tuple(_refusals(raw.pop("refused", None)))
+        return BrowserResult(page, raw, notice if isinstance(notice, str) else None, refused)
+
+    async def refusals(self, offset: int = 0) -> tuple[list[BrowserRefusal], int]:
+        """Navigations the browser refused, numbered from 0 for the sandbox's life; returns
+        those numbered `offset` and later, and the offset to pass next time. A huge offset
+        returns none and the current end (to start watching from now)."""
+        raw = await self._sb._call(self._sb.rpc.browser("refusals", {"offset": offset}))
+        end = raw.get("next_offset")
+        return _refusals(raw.get("refusals")), end if isinstance(end, int) else offset
 
     # -- navigation -----------------------------------------------------------------------
     async def goto(

@@ -11,6 +11,9 @@ browser; actions are serialised and awaited from the event loop without blocking
 - Elements are addressed by `ref` (from `snapshot`), a CSS `selector`, or visible `text`.
 - Files (screenshots, PDFs, downloads) are written through the workspace's strict path rules.
 - The egress proxy (`HTTPS_PROXY`, set for `network: allowlist`) is passed to Chromium.
+- Only http(s) pages and about:blank are shown (see browser_urls.py): `goto` refuses other
+  schemes, and a frame that reaches one anyway is emptied. Refusals are logged for the host
+  (the `refusals` action) and reported in the result of the action during which they happened.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import time
 from typing import Any
 
 from . import args as A
+from . import browser_urls as U
 from . import files
 from .errors import INVALID_ARGUMENT, NOT_FOUND, TOOL_ERROR, ToolFailure
 from .paths import Workspace
@@ -79,7 +83,7 @@ ACTIONS = frozenset(
     {
         "goto", "click", "fill", "press", "scroll", "back", "forward", "reload", "wait",
         "snapshot", "text", "screenshot", "pdf", "download", "evaluate", "tabs",
-        "tab_open", "tab_switch", "tab_close", "state", "close",
+        "tab_open", "tab_switch", "tab_close", "state", "close", "refusals",
     }
 )  # fmt: skip
 
@@ -103,12 +107,18 @@ class BrowserSession:
         self._generation = 0
         """Bumped when a stuck thread is abandoned, so it cannot touch the next browser."""
         self.launches = 0
+        self.refusals = U.RefusalLog()
+        self._actions = 0
+        """Actions run so far: one navigation reported twice within an action counts once."""
+        """Navigations refused so far (read by the host with the `refusals` action)."""
 
     # -- the async face -------------------------------------------------------------------
     async def call(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
         if action not in ACTIONS:
             raise ToolFailure(INVALID_ARGUMENT, f"unknown browser action {action!r}")
         timeout = min(A.opt_seconds(args, "timeout") or DEFAULT_TIMEOUT, MAX_TIMEOUT)
+        if action == "refusals":  # no browser needed, and not queued behind a slow action
+            return await self._refusals(A.integer(args, "offset", 0))
         async with self._lock:
             if action == "close":
                 await self._shutdown()
@@ -134,6 +144,14 @@ class BrowserSession:
                 # The caller went away mid-action: let the action finish on its thread (it is
                 # bounded by its own timeout) so the browser stays consistent.
                 raise
+
+    async def _refusals(self, offset: int) -> dict[str, Any]:
+        if self._browser is not None and self._executor is not None and not self._lock.locked():
+            async with self._lock:  # deliver what Chromium reported since the last action
+                loop = asyncio.get_running_loop()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(loop.run_in_executor(self._executor, self._pump), 2)
+        return self.refusals.since(offset)
 
     def _launch_allowance(self) -> float:
         return LAUNCH_TIMEOUT if self._browser is None else 0.0
@@ -173,10 +191,14 @@ class BrowserSession:
             restarted = True
         if self._browser is None:
             self._start()
-        notice = self._replace_crashed_tab()
+        self._actions += 1
+        notices = [self._replace_crashed_tab()]
+        first_refusal = self.refusals.end
         ms = timeout * 1000
         try:
+            self._guard()  # no action reads or acts on a page it may not show
             result: dict[str, Any] = getattr(self, f"_do_{action}")(args, ms)
+            self._guard()
         except ToolFailure:
             raise
         except Exception as exc:
@@ -189,14 +211,57 @@ class BrowserSession:
                     f"the browser crashed during {action!r} ({_first_line(exc)}); it was "
                     "restarted: open pages, tabs and cookies were lost",
                 ) from None
+            with contextlib.suppress(Exception):
+                self._guard()
+            refused = self.refusals.since(first_refusal)["refusals"]
+            if refused:  # the action failed because a navigation was refused: say that
+                raise ToolFailure(TOOL_ERROR, f"{action}: {refused[0]['detail']}") from None
             raise ToolFailure(TOOL_ERROR, f"{action}: {_first_line(exc)}") from None
         result.setdefault("page", self._page_info())
+        notices.append(result.pop("notice", None))
         if restarted:
             result["restarted"] = True
-            notice = "the browser had crashed and was restarted; earlier pages were lost"
+            notices = ["the browser had crashed and was restarted; earlier pages were lost"]
+        refused = self.refusals.since(first_refusal)["refusals"]
+        if refused:
+            result["refused"] = refused
+            notices.append(_refused_notice(refused))
+        notice = "; ".join(n for n in notices if n)
         if notice:
             result["notice"] = notice
         return result
+
+    def _pump(self) -> None:
+        """One round trip to the browser process (not to a page, which may be busy), so the
+        events Playwright has queued for this thread are dispatched."""
+        if self._context is not None:
+            self._context.cookies("http://corral.invalid/")
+
+    def _guard(self) -> None:
+        """Empty every frame that shows a URL the browser may not show. Chromium's managed
+        policy (in the browser image) normally stops such navigations before they commit;
+        this is the fallback for images without it, and records what it finds."""
+        if self._context is None:
+            return
+        for page in list(self._context.pages):
+            try:
+                frames = list(page.frames)
+            except Exception:  # a closing page
+                continue
+            for frame in frames:
+                url = frame.url
+                if U.frame_allowed(url):
+                    continue
+                self.refusals.record(url, "page", once_per=self._actions)
+                try:
+                    if frame is page.main_frame:
+                        page.goto(U.EMPTY_PAGE, timeout=5000)
+                    else:
+                        frame.goto(U.EMPTY_PAGE, timeout=5000)
+                except Exception:
+                    page.close()  # it cannot be emptied: it goes
+                    self._current = None
+                    break
 
     def _replace_crashed_tab(self) -> str | None:
         page = self._current
@@ -210,6 +275,31 @@ class BrowserSession:
 
     def _watch(self, page: Any) -> None:
         page.on("crash", lambda p: self._crashed_pages.add(id(p)))
+        page.on("console", self._on_console)
+
+    def _on_console(self, message: Any) -> None:
+        # Chromium's renderer refuses a web page's link, location, iframe or window.open to a
+        # local URL itself ("Not allowed to load local resource: file:///..."): record it.
+        with contextlib.suppress(Exception):
+            url = U.blocked_url_in(message.text)
+            if url is not None:
+                self.refusals.record(url, "page", once_per=self._actions)
+
+    def _on_request_failed(self, request: Any) -> None:
+        with contextlib.suppress(Exception):
+            failure = request.failure
+            if not U.is_block_error(failure):
+                return
+            url = request.url
+            if U.scheme_of(url) in U.NAVIGABLE_SCHEMES:
+                # A web URL that failed as refused: it redirected to a non-web URL.
+                detail = (
+                    f"refused: {url} redirected to a URL that is not an http(s) page ({failure}); "
+                    "the browser opens only http:// and https:// pages"
+                )
+                self.refusals.record(url, "redirect", detail, once_per=self._actions)
+            else:
+                self.refusals.record(url, "page", once_per=self._actions)
 
     def _start(self) -> None:
         try:
@@ -242,6 +332,7 @@ class BrowserSession:
         self._driver, self._pw, self._browser = driver, pw, browser
         self._context = browser.new_context(accept_downloads=True, viewport=None)
         self._context.on("page", self._watch)
+        self._context.on("requestfailed", self._on_request_failed)
         self._current = self._context.new_page()
         self.launches += 1
 
@@ -329,9 +420,7 @@ class BrowserSession:
 
     # -- actions ----------------------------------------------------------------------------
     def _do_goto(self, a: dict[str, Any], ms: float) -> dict[str, Any]:
-        url = A.string(a, "url")
-        if "://" not in url and not url.startswith(("about:", "data:")):
-            url = "http://" + url
+        url = self._checked(A.string(a, "url"), "goto")
         wait = A.string(a, "wait_until", "load")
         if wait not in ("load", "domcontentloaded", "networkidle", "commit"):
             raise ToolFailure(INVALID_ARGUMENT, f"wait_until {wait!r} is not one of load, ...")
@@ -349,6 +438,14 @@ class BrowserSession:
                 if attempt == 2 or "interrupted by another navigation" not in str(exc):
                     raise
         raise AssertionError("unreachable")
+
+    def _checked(self, url: str, source: str) -> str:
+        """The http(s) URL to open for `url`; a refused one is recorded and raises."""
+        try:
+            return U.goto_target(url)
+        except U.SchemeRefused as exc:
+            self.refusals.record(exc.url, source)
+            raise
 
     def _do_click(self, a: dict[str, Any], ms: float) -> dict[str, Any]:
         loc = self._locator(a)
@@ -464,7 +561,7 @@ class BrowserSession:
                 page.evaluate(
                     "u => { const l = document.createElement('a'); l.href = u; l.download = '';"
                     " document.body.appendChild(l); l.click(); l.remove(); }",
-                    A.string(a, "url"),
+                    self._checked(A.string(a, "url"), "download"),
                 )
             else:
                 self._locator(a).click(timeout=ms)
@@ -536,6 +633,15 @@ class BrowserSession:
         # page info returned) describes the new page, without failing when nothing happens.
         with contextlib.suppress(Exception):
             self.page.wait_for_load_state("load", timeout=min(ms, 5000))
+
+
+def _refused_notice(refused: list[dict[str, Any]]) -> str:
+    urls = ", ".join(str(r["url"])[:120] for r in refused[:3])
+    more = f" and {len(refused) - 3} more" if len(refused) > 3 else ""
+    return (
+        f"refused to open {urls}{more}: the browser opens only http(s) pages; local files, "
+        "browser-internal pages and other schemes are blocked"
+    )
 
 
 def _chromium_binary(configured: str | None) -> str | None:
