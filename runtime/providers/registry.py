@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from runtime.errors import ConfigError
-from runtime.providers.base import ModelProvider
+from runtime.providers.base import ModelProvider, Timeouts
 from runtime.providers.retry import RetryPolicy
 
 PROVIDERS = ("openai", "anthropic", "gemini", "scripted")
@@ -30,6 +31,9 @@ _KEY_ENV = {
     "anthropic": ("ANTHROPIC_API_KEY",),
     "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
 }
+IDLE_TIMEOUT_ENV = "CORRAL_PROVIDER_IDLE_TIMEOUT"
+"""Seconds a model stream may stay silent before the attempt fails and is retried."""
+
 _BASE_URL_ENV = {
     "openai": "OPENAI_BASE_URL",
     "anthropic": "ANTHROPIC_BASE_URL",
@@ -57,9 +61,11 @@ def make_provider(
     max_retries: int = 4,
     env: Mapping[str, str] | None = None,
     retry: RetryPolicy | None = None,
+    timeouts: Timeouts | None = None,
 ) -> ModelProvider:
-    """Build the provider for `model` (`provider:model`). Keys and base URLs not given here
-    come from the provider's usual environment variables (`env`, default `os.environ`)."""
+    """Build the provider for `model` (`provider:model`). Keys, base URLs and timeouts not
+    given here come from the environment (`env`, default `os.environ`): the provider's usual
+    variables, and CORRAL_PROVIDER_IDLE_TIMEOUT."""
     environ = os.environ if env is None else env
     provider, name = parse_model(model)
     if provider == "scripted":
@@ -68,6 +74,7 @@ def make_provider(
         return ScriptedProvider.from_file(_script_path(name), model=name)
 
     policy = retry or RetryPolicy.from_max_retries(max_retries)
+    limits = timeouts or timeouts_from_env(environ)
     key = api_key or _first(environ, _KEY_ENV[provider])
     url = base_url or environ.get(_BASE_URL_ENV[provider]) or None
     if not key and not (url and provider != "gemini"):
@@ -78,14 +85,28 @@ def make_provider(
     if provider == "openai":
         from runtime.providers.openai import OpenAIProvider
 
-        return OpenAIProvider(name, api_key=key, base_url=url, retry=policy)
+        return OpenAIProvider(name, api_key=key, base_url=url, retry=policy, timeouts=limits)
     if provider == "anthropic":
         from runtime.providers.anthropic import AnthropicProvider
 
-        return AnthropicProvider(name, api_key=key, base_url=url, retry=policy)
+        return AnthropicProvider(name, api_key=key, base_url=url, retry=policy, timeouts=limits)
     from runtime.providers.gemini import GeminiProvider
 
-    return GeminiProvider(name, api_key=key, base_url=url, retry=policy)
+    return GeminiProvider(name, api_key=key, base_url=url, retry=policy, timeouts=limits)
+
+
+def timeouts_from_env(env: Mapping[str, str] = os.environ) -> Timeouts:
+    """The default `Timeouts`, with the idle timeout from CORRAL_PROVIDER_IDLE_TIMEOUT."""
+    raw = env.get(IDLE_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return Timeouts()
+    try:
+        idle = float(raw)
+    except ValueError:
+        idle = math.nan
+    if not math.isfinite(idle) or idle <= 0:
+        raise ConfigError(f"{IDLE_TIMEOUT_ENV} must be a positive number of seconds, not {raw!r}")
+    return Timeouts(idle=idle)
 
 
 def default_model_from_env(env: Mapping[str, str] = os.environ) -> str:

@@ -2,17 +2,22 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.errors import ConfigError
+from runtime.errors import ConfigError, ProviderTimeout
 from runtime.providers.anthropic import AnthropicProvider
+from runtime.providers.base import DEFAULT_IDLE_TIMEOUT, Message
 from runtime.providers.gemini import GeminiProvider
 from runtime.providers.openai import OpenAIProvider
 from runtime.providers.registry import (
+    IDLE_TIMEOUT_ENV,
     NO_MODEL_MESSAGE,
     default_model_from_env,
     make_provider,
     parse_model,
+    timeouts_from_env,
 )
+from runtime.providers.retry import RetryPolicy
 from runtime.providers.scripted import ScriptedProvider
+from tests.runtime.providers.fakes import FakeServer, Reply
 
 
 @pytest.mark.parametrize(
@@ -116,3 +121,33 @@ def test_no_model_configured() -> None:
 def test_bad_corral_model_is_reported() -> None:
     with pytest.raises(ConfigError, match="invalid model 'nonsense'"):
         default_model_from_env({"CORRAL_MODEL": "nonsense"})
+
+
+async def test_idle_timeout_comes_from_the_environment(
+    fake: FakeServer, policy: RetryPolicy
+) -> None:
+    fake.add(*(Reply(sse=[], stall=True) for _ in range(3)))
+    env = {"OPENAI_BASE_URL": fake.url + "/v1", IDLE_TIMEOUT_ENV: "0.25"}
+    provider = make_provider("openai:gpt-fake", env=env, retry=policy)
+
+    async def ignore(_: str) -> None:
+        pass
+
+    try:
+        with pytest.raises(ProviderTimeout, match=r"no data for 0\.25s"):
+            await provider.complete([Message(role="user", content="hi")], on_text=ignore)
+    finally:
+        await provider.aclose()
+    assert len(fake.requests) == 3
+
+
+def test_default_timeouts() -> None:
+    t = timeouts_from_env({})
+    assert (t.connect, t.idle, t.response) == (10.0, DEFAULT_IDLE_TIMEOUT, 600.0)
+    assert timeouts_from_env({IDLE_TIMEOUT_ENV: " 7.5 "}).idle == 7.5
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "soon", "nan", "inf"])
+def test_bad_idle_timeout_is_a_config_error(raw: str) -> None:
+    with pytest.raises(ConfigError, match=IDLE_TIMEOUT_ENV):
+        make_provider("openai:gpt-fake", env={"OPENAI_API_KEY": "k", IDLE_TIMEOUT_ENV: raw})
