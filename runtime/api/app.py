@@ -21,6 +21,7 @@ from runtime.api.deps import ApiState
 from runtime.api.errors import install_error_handlers
 from runtime.api.hub import SandboxHub
 from runtime.api.metrics import HttpMetrics, Metrics, note_route
+from runtime.api.quotas import Quotas
 from runtime.api.routes import agents, artifacts, health, interactions, sandboxes, webhooks
 from runtime.api.service import InteractionService
 from runtime.controller import Controller, open_controller
@@ -57,11 +58,12 @@ def create_app(
                 on_attempt=lambda outcome: metrics.webhooks.labels(outcome).inc(),
             )
             stack.push_async_callback(worker.aclose)
-            service = InteractionService(ctl, cfg, metrics, worker)
+            quotas = Quotas(ctl.store, ctl.backend, ctl.runner.tasks)
+            service = InteractionService(ctl, cfg, metrics, worker, quotas)
             stack.push_async_callback(service.aclose)
             hub = SandboxHub(ctl.store, ctl.backend)
             stack.push_async_callback(hub.aclose)
-            app.state.corral = ApiState(ctl, cfg, metrics, service, hub, secrets, worker)
+            app.state.corral = ApiState(ctl, cfg, metrics, service, hub, secrets, worker, quotas)
             await recover(ctl, restart=service.restart, finished=service.on_finished)
             worker.start()
             reaper = asyncio.create_task(_reap(hub, cfg.reap_interval), name="sandbox-reaper")

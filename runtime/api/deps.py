@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the app's state and the caller's tenant."""
+"""FastAPI dependencies: the app's state and the caller's tenant (and its key's policy)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from runtime.api.auth import key_from_headers
+from runtime.api.auth import Principal, key_from_headers
 from runtime.api.config import ApiConfig
 from runtime.api.hub import SandboxHub
 from runtime.api.metrics import Metrics
+from runtime.api.quotas import Quotas
 from runtime.api.service import InteractionService
 from runtime.controller import Controller
 from runtime.webhooks import WebhookSecrets, WebhookWorker
@@ -27,6 +28,7 @@ class ApiState:
     hub: SandboxHub
     secrets: WebhookSecrets
     webhooks: WebhookWorker
+    quotas: Quotas
 
 
 def get_state(request: Request) -> ApiState:
@@ -44,3 +46,11 @@ def get_tenant(request: Request, state: StateDep) -> str:
 
 
 TenantDep = Annotated[str, Depends(get_tenant)]
+
+
+def get_principal(request: Request, state: StateDep) -> Principal:
+    """The tenant and the policy (ceilings) of the request's API key."""
+    return state.config.keys.principal_for(key_from_headers(request.headers))
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -4,6 +4,12 @@ Handlers installed by `install_error_handlers` map our error trees (`CorralError
 `SandboxError.reason`), request-validation errors and Starlette's HTTP errors to that one shape,
 so a client (the google-genai SDK picks its exception class from the status) never sees a bare
 500 page or FastAPI's `{"detail": ...}`.
+
+The API's own errors (beside `runtime.errors`)::
+
+    CorralError
+    ├── PolicyDenied     over one of the key's ceilings (resources, network mode) (403)
+    └── QuotaExceeded    the tenant holds as many live sandboxes / streams as allowed (429)
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from sandbox.errors import SandboxError
 __all__ = [
     "BadRequest",
     "PayloadTooLarge",
+    "PolicyDenied",
+    "QuotaExceeded",
     "RangeNotSatisfiable",
     "Unauthorized",
     "error_body",
@@ -37,6 +45,20 @@ __all__ = [
 ]
 
 log = structlog.get_logger("corral.api")
+
+
+class PolicyDenied(CorralError):
+    """A request over one of the operator's ceilings for this key; the message names it."""
+
+    code = "permission_denied"
+    http_status = 403
+
+
+class QuotaExceeded(CorralError):
+    """The tenant already holds as many live sandboxes or open streams as its key allows."""
+
+    code = "resource_exhausted"
+    http_status = 429
 
 
 # Sandbox errors by `reason`: the caller's fault is a 4xx, the engine's a 5xx.

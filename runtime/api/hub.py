@@ -12,7 +12,10 @@ import contextlib
 from dataclasses import asdict
 from typing import Any
 
+from pydantic import ValidationError
+
 from runtime.api.errors import BadRequest
+from runtime.api.quotas import TENANT_LABEL
 from runtime.api.schemas import CreateSandbox
 from runtime.errors import NotFound
 from runtime.store.base import SandboxRecord, Store, utcnow
@@ -22,8 +25,6 @@ from sandbox.backends.docker import DockerBackend
 from sandbox.errors import SandboxError, SandboxNotFound
 from sandbox.spec import SandboxSpec
 
-TENANT_LABEL = "corral.tenant"
-
 
 class SandboxHub:
     def __init__(self, store: Store, backend: DockerBackend) -> None:
@@ -32,7 +33,9 @@ class SandboxHub:
         self._open: dict[str, Sandbox] = {}
         self._lock = asyncio.Lock()
 
-    async def create(self, tenant: str, req: CreateSandbox) -> SandboxRecord:
+    @staticmethod
+    def spec_for(req: CreateSandbox) -> SandboxSpec:
+        """The sandbox a create request asks for (BadRequest if the fields do not combine)."""
         fields: dict[str, Any] = {
             "image": req.image,
             "network": req.network,
@@ -40,14 +43,15 @@ class SandboxHub:
             "env": req.env,
             "idle_ttl": req.ttl,
         }
-        if req.cpus is not None:
-            fields["cpus"] = req.cpus
-        if req.memory is not None:
-            fields["memory"] = req.memory
+        for name in ("cpus", "memory", "disk", "pids"):
+            if getattr(req, name) is not None:
+                fields[name] = getattr(req, name)
         try:
-            spec = SandboxSpec.model_validate(fields)
-        except ValueError as exc:
-            raise BadRequest(f"invalid sandbox: {exc}") from exc
+            return SandboxSpec.model_validate(fields)
+        except ValidationError as exc:
+            raise BadRequest(f"invalid sandbox: {_first_error(exc)}") from None
+
+    async def create(self, tenant: str, spec: SandboxSpec) -> SandboxRecord:
         sb = await Sandbox.create(spec, backend=self.backend, labels={TENANT_LABEL: tenant})
         rec = SandboxRecord(
             id=sb.id,
@@ -119,6 +123,13 @@ class SandboxHub:
             with contextlib.suppress(SandboxError):
                 await sb.close()
         self._open.clear()
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return f"{where}: {msg}" if where else msg
 
 
 def _touched(rec: SandboxRecord) -> SandboxRecord:

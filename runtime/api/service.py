@@ -25,7 +25,9 @@ from runtime.api.config import ApiConfig
 from runtime.api.ephemeral import ephemeral_pair
 from runtime.api.errors import BadRequest
 from runtime.api.metrics import Metrics
-from runtime.api.schemas import AgentConfig, CreateInteraction
+from runtime.api.policy import TenantPolicy
+from runtime.api.quotas import Quotas
+from runtime.api.schemas import AgentConfig, CreateInteraction, known_model
 from runtime.controller import Controller
 from runtime.errors import Conflict, NotFound
 from runtime.events import TERMINAL_EVENT, EventBus
@@ -61,18 +63,28 @@ class InteractionService:
         config: ApiConfig,
         metrics: Metrics,
         webhooks: WebhookWorker | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self.ctl = ctl
         self.config = config
         self.metrics = metrics
         self.webhooks = webhooks
+        self.quotas = quotas or Quotas(ctl.store, ctl.backend, ctl.runner.tasks)
         self.model_tasks: dict[str, asyncio.Task[InteractionRecord]] = {}
         self._followers: set[asyncio.Task[None]] = set()
 
     # -- creating ---------------------------------------------------------------------------
     async def create(
-        self, tenant: str, body: CreateInteraction, idempotency_key: str | None
+        self,
+        tenant: str,
+        body: CreateInteraction,
+        idempotency_key: str | None,
+        *,
+        policy: TenantPolicy | None = None,
     ) -> Created:
+        """Create and start an interaction. An agent run is held to `policy` (default: the
+        server's default policy): its sandbox within the ceilings, and a live-sandbox slot
+        taken under the tenant's lock until the run has started."""
         if body.webhook_config:
             bad = [u for u in body.webhook_config.uris if not valid_uri(u)]
             if bad:
@@ -87,9 +99,26 @@ class InteractionService:
             if found is not None:
                 return await self._repeat(tenant, idempotency_key, request_hash, found)
         if body.model:
-            created = await self._create_model(tenant, body)
-        else:
-            created = await self._create_agent(tenant, body)
+            return await self._finish_create(
+                tenant, body, idempotency_key, request_hash, await self._create_model(tenant, body)
+            )
+        policy = policy or self.config.keys.default_policy.resolved(self.config.keys.single_user)
+        spec = await self.resolve_agent(tenant, body.agent or "")
+        check_agent(spec, policy)
+        async with self.quotas.lock(tenant):
+            if not await self._reuses_sandbox(tenant, body.previous_interaction_id):
+                await self.quotas.check_sandboxes(tenant, policy)
+            created = await self._create_agent(tenant, body, spec)
+            return await self._finish_create(tenant, body, idempotency_key, request_hash, created)
+
+    async def _finish_create(
+        self,
+        tenant: str,
+        body: CreateInteraction,
+        idempotency_key: str | None,
+        request_hash: str,
+        created: Created,
+    ) -> Created:
         if idempotency_key and body.store:
             winner = await self.ctl.store.put_idempotency(
                 tenant, idempotency_key, request_hash, created.rec.id
@@ -101,6 +130,22 @@ class InteractionService:
                 )
         created.task = self._start(created)
         return created
+
+    async def _reuses_sandbox(self, tenant: str, previous_interaction_id: str | None) -> bool:
+        """A follow-up attaches to the previous run's sandbox when it is still there."""
+        if not previous_interaction_id:
+            return False
+        try:
+            prev = await self.ctl.store.get_interaction(tenant, previous_interaction_id)
+        except NotFound:
+            return False  # the run's create says so
+        if not prev.sandbox_id:
+            return False
+        try:
+            await self.ctl.backend.get(prev.sandbox_id)
+        except SandboxError:
+            return False
+        return True
 
     async def _repeat(
         self, tenant: str, key: str, request_hash: str, found: tuple[str, str]
@@ -133,10 +178,8 @@ class InteractionService:
         rec = await self._annotate(store, rec, body, "model")
         return Created(rec, store, bus, None, int(rec.config["input_steps"]))
 
-    async def _create_agent(self, tenant: str, body: CreateInteraction) -> Created:
-        assert body.agent is not None
-        spec = await self.resolve_agent(tenant, body.agent)
-        overrides = AgentConfig.model_validate(body.agent_config or {})
+    async def _create_agent(self, tenant: str, body: CreateInteraction, spec: AgentSpec) -> Created:
+        overrides = body.agent_config or AgentConfig()
         model = overrides.model or spec.model or default_model_from_env()
         self._check_model(model)
         steps = input_steps(body.input)
@@ -223,6 +266,10 @@ class InteractionService:
             self.webhooks.kick()
 
     def _check_model(self, model: str) -> None:
+        try:
+            known_model(model)
+        except ValueError as exc:
+            raise BadRequest(f"model: {exc}") from None
         resolved = resolve_model(model)
         if resolved.startswith("scripted:") and not self.config.scripted_allowed:
             raise BadRequest(
@@ -243,14 +290,17 @@ class InteractionService:
 
         return await resolve_agent_async(name, store_lookup=lookup, home=self.ctl.settings.home)
 
-    def validate_agent(self, data: dict[str, Any]) -> AgentSpec:
-        """A spec sent by a caller: no host paths, and on a multi-tenant server no custom
-        base_url (the server's provider key would go to the caller's URL)."""
+    def validate_agent(self, data: dict[str, Any], policy: TenantPolicy | None = None) -> AgentSpec:
+        """A spec sent by a caller: no host paths, on a multi-tenant server no custom base_url
+        (the server's provider key would go to the caller's URL), a model whose provider we
+        have, and a sandbox within `policy`."""
         spec = AgentSpec.from_dict(data, source="<api>", allow_host_paths=False)
         if spec.base_url and not self.config.keys.single_user:
             raise BadRequest("base_url is not allowed in agents created on a multi-tenant server")
         if spec.model:
             self._check_model(spec.model)
+        if policy is not None:
+            check_agent(spec, policy)
         return spec
 
     # -- following --------------------------------------------------------------------------
@@ -307,6 +357,16 @@ class InteractionService:
             task.cancel()
         await _gather_quietly([*self.model_tasks.values()])
         await _gather_quietly(list(self._followers))
+
+
+def check_agent(spec: AgentSpec, policy: TenantPolicy) -> None:
+    """PolicyDenied when the agent's sandbox (resources, network) is over the key's ceilings."""
+    try:
+        sandbox = spec.sandbox_spec()
+    except ValueError as exc:
+        raise BadRequest(f"agent {spec.name}: {exc}") from None
+    asked = {k: v for k, v in spec.resources.model_dump().items() if v is not None}
+    policy.check_sandbox(sandbox, asked)
 
 
 def _hash(body: CreateInteraction) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi.responses import StreamingResponse
 
+from runtime.api.quotas import LeasedStreamingResponse, StreamLease
 from runtime.events import EventBus
 from runtime.store.base import EventRecord
 
@@ -54,5 +55,12 @@ async def event_frames(
     yield DONE
 
 
-def sse_response(frames: AsyncIterator[bytes]) -> StreamingResponse:
+def sse_response(
+    frames: AsyncIterator[bytes], lease: StreamLease | None = None
+) -> StreamingResponse:
+    """The event stream; with `lease`, the tenant's stream slot is given back when it ends."""
+    if lease is not None:
+        return LeasedStreamingResponse(
+            frames, lease, media_type="text/event-stream", headers=SSE_HEADERS
+        )
     return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)

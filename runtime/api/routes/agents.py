@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Body
 
 from runtime.agents.registry import BUILTIN_NAMES
-from runtime.api.deps import StateDep, TenantDep
+from runtime.api.deps import PrincipalDep, StateDep, TenantDep
 from runtime.errors import Conflict, NotFound
 from runtime.store.base import AgentRecord
 from runtime.views import iso
@@ -29,11 +29,13 @@ def agent_view(rec: AgentRecord) -> dict[str, Any]:
 
 @router.post("")
 async def create_agent(
-    state: StateDep, tenant: TenantDep, spec: dict[str, Any] = Body(...)
+    state: StateDep, principal: PrincipalDep, spec: dict[str, Any] = Body(...)
 ) -> dict[str, Any]:
     """Store an agent from a JSON spec (the YAML spec's fields). Host paths (skills, data)
-    are refused: an API caller must not reach the server's files."""
-    agent = state.service.validate_agent(spec)
+    are refused: an API caller must not reach the server's files. Resources and network are
+    held to the key's ceilings (403), here and again when a run starts."""
+    tenant = principal.tenant
+    agent = state.service.validate_agent(spec, principal.policy)
     if agent.name in BUILTIN_NAMES:
         raise Conflict(f"agent {agent.name!r} is built in; choose another name")
     try:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from runtime.api.deps import StateDep, TenantDep
+from runtime.api.deps import PrincipalDep, StateDep, TenantDep
 from runtime.api.schemas import CreateInteraction
 from runtime.api.service import Created
 from runtime.api.sse import event_frames, parse_last_event_id, sse_response
@@ -25,16 +25,26 @@ router = APIRouter(tags=["interactions"])
 async def create_interaction(
     body: CreateInteraction,
     state: StateDep,
-    tenant: TenantDep,
+    principal: PrincipalDep,
     idempotency_key: Annotated[str | None, Header(max_length=256)] = None,
 ) -> dict[str, Any] | StreamingResponse:
     """Create an interaction: `model=` (inference) or `agent=` (a managed run in a sandbox).
 
     `background=true` answers at once (status in_progress); `stream=true` streams its events;
-    otherwise the request waits for the end. The answer carries the output steps."""
-    created = await state.service.create(tenant, body, idempotency_key)
-    if body.stream:
-        return sse_response(_frames(state, created.bus, created, 0))
+    otherwise the request waits for the end. The answer carries the output steps. An agent run
+    is held to the key's ceilings (403) and its tenant's live sandboxes (429); a stream to the
+    key's concurrent streams (429), checked before anything is created."""
+    lease = state.quotas.open_stream(principal.tenant, principal.policy) if body.stream else None
+    try:
+        created = await state.service.create(
+            principal.tenant, body, idempotency_key, policy=principal.policy
+        )
+    except BaseException:
+        if lease is not None:
+            lease.release()
+        raise
+    if lease is not None:
+        return sse_response(_frames(state, created.bus, created, 0), lease)
     if body.background:
         return await state.service.view(created.store, created.rec, skip_input=created.input_steps)
     final = await state.service.wait(created)
@@ -45,19 +55,20 @@ async def create_interaction(
 async def get_interaction(
     interaction_id: str,
     state: StateDep,
-    tenant: TenantDep,
+    principal: PrincipalDep,
     request: Request,
     stream: bool = False,
     last_event_id: Annotated[str | None, Query(max_length=32)] = None,
     include_input: bool = False,
 ) -> dict[str, Any] | StreamingResponse:
     """The whole timeline; with `stream=true`, its events (from after `last_event_id`, then
-    live until it ends)."""
-    rec = await state.ctl.store.get_interaction(tenant, interaction_id)
+    live until it ends), within the key's concurrent streams (429 when full)."""
+    rec = await state.ctl.store.get_interaction(principal.tenant, interaction_id)
     if stream:
         after = parse_last_event_id(last_event_id or request.headers.get("last-event-id"))
         created = Created(rec, state.ctl.store, state.ctl.bus, None, 0)
-        return sse_response(_frames(state, state.ctl.bus, created, after))
+        lease = state.quotas.open_stream(principal.tenant, principal.policy)
+        return sse_response(_frames(state, state.ctl.bus, created, after), lease)
     return await state.service.view(state.ctl.store, rec, include_input=include_input)
 
 

@@ -16,12 +16,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from runtime.api.deps import StateDep, TenantDep
+from runtime.api.deps import PrincipalDep, StateDep, TenantDep
 from runtime.api.hub import jsonable_result, sandbox_view
+from runtime.api.quotas import LeasedStreamingResponse
 from runtime.api.schemas import BrowserRequest, CreateSandbox, ExecRequest
 from runtime.api.sse import SSE_HEADERS
 from sandbox.api import Sandbox
 from sandbox.errors import SandboxError
+from sandbox.spec import parse_size
 from sandbox.types import ExecResult
 
 router = APIRouter(prefix="/v1beta/sandboxes", tags=["sandboxes"])
@@ -30,8 +32,21 @@ STREAM_QUEUE = 64
 
 
 @router.post("")
-async def create_sandbox(body: CreateSandbox, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
-    rec = await state.hub.create(tenant, body)
+async def create_sandbox(
+    body: CreateSandbox, state: StateDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Create a sandbox within the key's ceilings (403 above one) and its tenant's count of
+    live sandboxes (429 when full)."""
+    asked = {k: getattr(body, k) for k in ("memory", "cpus", "disk", "pids")}
+    principal.policy.check(
+        {k: parse_size(v) if isinstance(v, str) else v for k, v in asked.items()},
+        body.network,
+        asked,
+    )
+    spec = state.hub.spec_for(body)
+    async with state.quotas.lock(principal.tenant):
+        await state.quotas.check_sandboxes(principal.tenant, principal.policy)
+        rec = await state.hub.create(principal.tenant, spec)
     return sandbox_view(rec)
 
 
@@ -53,21 +68,22 @@ async def delete_sandbox(sandbox_id: str, state: StateDep, tenant: TenantDep) ->
 
 @router.post("/{sandbox_id}/exec", response_model=None)
 async def exec_command(
-    sandbox_id: str, body: ExecRequest, state: StateDep, tenant: TenantDep, request: Request
+    sandbox_id: str, body: ExecRequest, state: StateDep, principal: PrincipalDep, request: Request
 ) -> dict[str, Any] | StreamingResponse:
     """Run a command. With `stream=true` the output comes as it is produced: SSE events
-    `output` then `exit`, or NDJSON lines when `format=ndjson` / `Accept: application/x-ndjson`."""
-    sb = await state.hub.connect(tenant, sandbox_id)
+    `output` then `exit`, or NDJSON lines when `format=ndjson` / `Accept: application/x-ndjson`;
+    a stream counts against the key's concurrent-streams ceiling (429 when full)."""
+    sb = await state.hub.connect(principal.tenant, sandbox_id)
     if not body.stream:
         result = await sb.exec(body.command, cwd=body.cwd, env=body.env, timeout=body.timeout)
         return jsonable_result(result)
     ndjson = body.format == "ndjson" or (
         body.format is None and "application/x-ndjson" in request.headers.get("accept", "")
     )
+    lease = state.quotas.open_stream(principal.tenant, principal.policy)
     frames = _exec_frames(sb, body, ndjson)
-    if ndjson:
-        return StreamingResponse(frames, media_type="application/x-ndjson", headers=SSE_HEADERS)
-    return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
+    media = "application/x-ndjson" if ndjson else "text/event-stream"
+    return LeasedStreamingResponse(frames, lease, media_type=media, headers=SSE_HEADERS)
 
 
 async def _exec_frames(sb: Sandbox, body: ExecRequest, ndjson: bool) -> AsyncIterator[bytes]:
