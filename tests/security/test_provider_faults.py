@@ -56,7 +56,8 @@ def srv(start_server: Callable[..., ServerThread], fake: FakeServer) -> ServerTh
             timeouts=Timeouts(connect=10.0, idle=0.5, response=0.5),
         )
 
-    server.server.config.app.state.corral.ctl.runner.provider_factory = factory
+    app: Any = server.server.config.app
+    app.state.corral.ctl.runner.provider_factory = factory
     return server
 
 
