@@ -365,6 +365,9 @@ class ExportReport:
     written: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     """(printable path, why it was not written)."""
+    superseded: list[tuple[str, str]] = field(default_factory=list)
+    """(printable path, the newer artifact that needs its name): a file that later became a
+    folder, or the reverse. Reported, but not a failure: the newer one was written."""
 
 
 async def export_artifacts(records: Sequence[ArtifactRecord], out_dir: Path) -> ExportReport:
@@ -386,7 +389,12 @@ def _export(records: list[ArtifactRecord], out_dir: Path) -> ExportReport:
     try:
         # Newest first: where an older file and a newer one need the same name (a file that
         # later became a folder), the newer one is written and the older one reported.
-        for rec in sorted(records, key=lambda r: (r.created, r.path), reverse=True):
+        newest_first = sorted(records, key=lambda r: (r.created, r.path), reverse=True)
+        for i, rec in enumerate(newest_first):
+            newer = next((n.path for n in newest_first[:i] if _clash(n.path, rec.path)), None)
+            if newer is not None:
+                report.superseded.append((printable(rec.path), printable(newer)))
+                continue
             why = _export_one(root, rec)
             if why is None:
                 report.written.append(rec.path)
@@ -396,7 +404,13 @@ def _export(records: list[ArtifactRecord], out_dir: Path) -> ExportReport:
         os.close(root)
     report.written.sort()
     report.failed.sort()
+    report.superseded.sort()
     return report
+
+
+def _clash(a: str, b: str) -> bool:
+    """Whether one path needs the other as a folder (`x` and `x/y`)."""
+    return a.startswith(b + "/") or b.startswith(a + "/")
 
 
 def _export_one(root: int, rec: ArtifactRecord) -> str | None:

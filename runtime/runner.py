@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 
@@ -24,7 +26,7 @@ from runtime.agents.refusals import RefusalWatcher
 from runtime.agents.spec import AgentSpec
 from runtime.agents.tools import Toolbox
 from runtime.artifacts import ArtifactCollector, host_error
-from runtime.errors import CorralError, NotFound
+from runtime.errors import CorralError, NotFound, StorageFull
 from runtime.events import EventBus
 from runtime.ids import new_id
 from runtime.providers.base import GenerationConfig, Message, ModelProvider, Usage
@@ -73,6 +75,7 @@ class Runner:
         self.pool = pool
         self.provider_factory = provider_factory
         self.tasks: dict[str, asyncio.Task[InteractionRecord]] = {}
+        keep_reserve(settings.home)
 
     # -- creating -------------------------------------------------------------------------
     async def create(
@@ -258,7 +261,15 @@ class Runner:
         with contextlib.suppress(Exception):
             await recorder.drain()  # everything the run emitted is stored before the verdict
         try:
-            final = await lifecycle.finish(self.store, self.bus, rec, status, errors, usage)
+            try:
+                final = await lifecycle.finish(self.store, self.bus, rec, status, errors, usage)
+            except StorageFull:
+                # The disk is full: give up the space held in reserve for this moment, so the
+                # run's end is recorded rather than left `in_progress`.
+                if not await asyncio.to_thread(release_reserve, self.settings.home):
+                    raise
+                log.warning("run.reserve_released", interaction=rec.id)
+                final = await lifecycle.finish(self.store, self.bus, rec, status, errors, usage)
         except (CorralError, OSError) as exc:
             # The verdict could not be stored (a full disk, a lost database): the caller still
             # gets it, and a restarted controller ends the stored run as interrupted.
@@ -291,6 +302,43 @@ class Runner:
         for task in list(self.tasks.values()):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+RESERVE_NAME = ".reserve"
+RESERVE_BYTES = 1 << 20
+"""Space held in `$CORRAL_HOME` so a run's end can still be recorded when the disk fills."""
+
+
+def keep_reserve(home: Path) -> None:
+    """Create the reserve file if it is missing and the disk has room (never fails)."""
+    path = home / RESERVE_NAME
+    try:
+        if path.stat().st_size >= RESERVE_BYTES:
+            return
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return
+    tmp = home / f"{RESERVE_NAME}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def release_reserve(home: Path) -> bool:
+    """Free the reserve; False if there was none (another run already used it)."""
+    try:
+        os.unlink(home / RESERVE_NAME)
+    except OSError:
+        return False
+    return True
 
 
 def _then(

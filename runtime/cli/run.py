@@ -143,6 +143,8 @@ def run(
     if final.status != "completed":
         for e in final.errors:
             error_line(f"run {final.status}: {e.get('code')}: {e.get('message')}")
+    for path, newer in report.superseded:
+        error_line(f"artifact {path} not saved: the newer artifact {newer} needs its name")
     for path, why in report.failed:
         error_line(f"artifact {path} not saved in {out_dir}: {why}")
     if code == EXIT_OK and report.failed:
@@ -176,6 +178,7 @@ class OutReport:
 
     written: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    superseded: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -239,10 +242,14 @@ async def _run(
             report = OutReport()
             with contextlib.suppress(CorralError, OSError):
                 report.skipped = skipped_from_events(await ctl.store.list_events(rec.id))
-            with contextlib.suppress(CorralError, OSError):
+            try:
                 arts = await ctl.store.list_artifacts(rec.id)
+            except CorralError as exc:
+                report.failed.append(("(all)", f"the run's artifact list cannot be read: {exc}"))
+            else:
                 exported = await export_artifacts(arts, out_dir)
                 report.written, report.failed = exported.written, exported.failed
+                report.superseded = exported.superseded
             return final, out_dir, report
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from runtime.artifacts import safe_relpath
-from runtime.cli.common import console, run_async
+from runtime.artifacts import ExportReport, export_artifacts, printable, skipped_from_events
+from runtime.cli.common import EXIT_ARTIFACTS, console, error_line, run_async
 from runtime.cli.render import EventPrinter
 from runtime.events import TERMINAL_EVENT
 from runtime.settings import Settings
@@ -74,9 +75,10 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
         store = await _store()
         try:
             rec = await store.get_interaction(TENANT, run_id)
-            steps = materialize(await store.list_events(run_id))
+            steps = materialize(events := await store.list_events(run_id))
             view = interaction_view(rec, steps, include_input=True)
             view["artifacts"] = [artifact_view(a) for a in await store.list_artifacts(run_id)]
+            view["skipped_artifacts"] = skipped_from_events(events)
             return view
         finally:
             await store.aclose()
@@ -122,25 +124,33 @@ def artifacts(
         Path | None, typer.Option("--download", "-d", help="Copy them into this folder.")
     ] = None,
 ) -> None:
-    """List (or download) the files a run produced."""
+    """List (or download) the files a run produced, and the ones it skipped."""
 
-    async def go() -> list[ArtifactRecord]:
+    async def go() -> tuple[list[ArtifactRecord], list[dict[str, Any]], ExportReport | None]:
         store = await _store()
         try:
             await store.get_interaction(TENANT, run_id)
-            return list(await store.list_artifacts(run_id))
+            arts = list(await store.list_artifacts(run_id))
+            skipped = skipped_from_events(await store.list_events(run_id))
         finally:
             await store.aclose()
+        report = None if download is None else await export_artifacts(arts, download)
+        return arts, skipped, report
 
-    arts = run_async(go())
+    arts, skipped, report = run_async(go())
     table = Table("path", "size", "media type", "sha256")
     for a in arts:
-        table.add_row(a.path, str(a.size), a.media_type, a.sha256[:16])
-        if download is not None:
-            target = download.joinpath(*safe_relpath(a.path).parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(a.stored_path, target)
+        table.add_row(escape(printable(a.path)), str(a.size), a.media_type, a.sha256[:16])
+    for sk in skipped:
+        table.add_row(escape(str(sk["path"])), "-", f"skipped: {sk['reason']}", "")
     console.print(table)
+    if report is not None:
+        for path, newer in report.superseded:
+            error_line(f"artifact {path} not saved: the newer artifact {newer} needs its name")
+        for path, why in report.failed:
+            error_line(f"artifact {path} not saved in {download}: {why}")
+        if report.failed:
+            raise typer.Exit(EXIT_ARTIFACTS)
 
 
 @app.command()

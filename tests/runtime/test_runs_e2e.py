@@ -329,3 +329,54 @@ def test_runs_list_logs_artifacts(tmp_path: Path) -> None:
     assert (dl / "r.txt").read_text() == "r"
     missing = runner.invoke(app, ["runs", "logs", "int_missing"])
     assert missing.exit_code == 2 and "not found" in missing.output
+
+
+def test_out_gets_every_file_despite_hostile_names(tmp_path: Path, corral_home: Path) -> None:
+    """The hostile tester's run: before, the collector crashed or clobbered files and `--out`
+    stopped after 1 of 5 with a FileNotFoundError."""
+    long = "n" * 250
+    agent = write_agent(
+        tmp_path,
+        [
+            exec_call(
+                f"mkdir -p /workspace/out && cd /workspace/out && printf part > .b.part "
+                f"&& printf bee > b && printf long > {long} && printf x > x && printf a > a.txt"
+            ),
+            exec_call(
+                "cd /workspace/out && rm x && mkdir x && printf y > x/y "
+                "&& ln -s /etc/passwd link && printf bad > \"$(printf 'bad\\377')\""
+            ),
+            {"text": "Done."},
+        ],
+    )
+    out = tmp_path / "out"
+    res = runner.invoke(
+        app,
+        ["run", "--agent", str(agent), "--out", str(out), "--json", "x"],
+        catch_exceptions=False,
+    )
+    assert res.exit_code == 0, res.output
+    assert (out / ".b.part").read_bytes() == b"part"
+    assert (out / "b").read_bytes() == b"bee"
+    assert (out / long).read_bytes() == b"long"
+    assert (out / "x" / "y").read_bytes() == b"y"
+    assert (out / "a.txt").read_bytes() == b"a"
+    assert not (out / "link").exists() and not (out / "link").is_symlink()
+    assert sorted(p.name for p in out.iterdir()) == sorted([".b.part", "a.txt", "b", long, "x"])
+    skipped = {
+        e["path"]: e["reason"] for e in events(res.stdout) if e["event_type"] == "artifact.skipped"
+    }
+    assert skipped == {"link": "symlink", "bad\\xff": "invalid_name"}
+    err = [line for line in res.stderr.splitlines() if line.strip()]
+    assert err == ["corral: artifact x not saved: the newer artifact x/y needs its name"]
+    assert "Traceback" not in res.output
+    shown = json.loads(runner.invoke(app, ["runs", "show", _run_id(res.stdout)]).stdout)
+    assert {s["path"] for s in shown["skipped_artifacts"]} == {"link", "bad\\xff"}
+
+
+def _run_id(output: str) -> str:
+    return str(
+        next(e for e in events(output) if e["event_type"] == "interaction.created")["interaction"][
+            "id"
+        ]
+    )

@@ -87,7 +87,8 @@ async def test_file_and_folder_of_one_name_newest_wins(tmp_path: Path) -> None:
     out = tmp_path / "out"
     report = await export_artifacts(recs, out)
     assert sorted(report.written) == ["x/y", "z"]
-    assert sorted(p for p, _ in report.failed) == ["x", "z/w"]
+    assert report.superseded == [("x", "x/y"), ("z/w", "z")]
+    assert report.failed == []
     assert (out / "x" / "y").read_bytes() == b"newer"
     assert (out / "z").read_bytes() == b"newer file"
 

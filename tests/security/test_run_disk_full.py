@@ -19,6 +19,7 @@ from typing import Any
 
 import docker
 import pytest
+import structlog
 import yaml
 
 from runtime.agents.registry import resolve_agent
@@ -43,6 +44,12 @@ def mounted_tmpfs(folder: Path, size: str) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=False, capture_output=True)
+
+
+@pytest.fixture(autouse=True)
+def fresh_logging() -> None:
+    # An in-process CLI test elsewhere may have pointed structlog at a stream since closed.
+    structlog.reset_defaults()
 
 
 @pytest.fixture
@@ -161,11 +168,14 @@ async def test_a_store_that_cannot_grow_ends_the_run(small_home: Path, tmp_path:
             follow = asyncio.create_task(_follow(ctl, rec.id))
             final = await ctl.runner.run(rec)
             await follow  # the live stream ends too
+            assert final.status == "failed"
+            assert final.errors and final.errors[0]["code"] == "storage_full"
+            assert "Traceback" not in final.errors[0]["message"]
+            # Recorded although the disk is still full: the reserve made room for the verdict.
+            stored = await ctl.store.get_interaction("local", rec.id)
+            assert (stored.status, stored.errors[0]["code"]) == ("failed", "storage_full")
         finally:
             filler.unlink()
-        assert final.status == "failed"
-        assert final.errors and final.errors[0]["code"] in ("storage_full", "store_unavailable")
-        assert "Traceback" not in final.errors[0]["message"]
     assert not partial_files(small_home)
 
 
