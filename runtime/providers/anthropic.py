@@ -269,9 +269,13 @@ def classify_error(
     exc: Exception, timeouts: Timeouts | None = None, *, streaming: bool = False
 ) -> Failure | None:
     if isinstance(exc, anthropic.APIStatusError):
-        return status_failure(
-            "anthropic", exc.status_code, _detail(exc), parse_retry_after(exc.response.headers)
-        )
+        status, detail = exc.status_code, _detail(exc)
+        if status < 400:
+            # An `error` event inside a 200 stream (overloaded_error is the common one): its
+            # type says which status it stands for.
+            status = _ERROR_EVENT_STATUS.get(_error_type(exc), 500)
+            detail = f"{detail} (error event in the stream)"
+        return status_failure("anthropic", status, detail, parse_retry_after(exc.response.headers))
     # The SDK does not wrap what goes wrong while a stream is read: httpx's own errors and
     # decoding errors arrive as they are.
     t = timeouts or Timeouts()
@@ -289,6 +293,27 @@ def classify_error(
     if isinstance(exc, anthropic.AnthropicError):
         return Failure(ProviderError(one_line(f"anthropic: {exc}")), retryable=False)
     return None
+
+
+_ERROR_EVENT_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+"""Anthropic's error types and the HTTP status each is sent with outside a stream."""
+
+
+def _error_type(exc: anthropic.APIStatusError) -> str:
+    body = exc.body
+    error = body.get("error") if isinstance(body, dict) else None
+    kind = error.get("type") if isinstance(error, dict) else None
+    return kind if isinstance(kind, str) else ""
 
 
 def _detail(exc: anthropic.APIStatusError) -> str:

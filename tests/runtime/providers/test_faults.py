@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from runtime.errors import ProviderProtocolError, ProviderTimeout
+from runtime.errors import ProviderError, ProviderProtocolError, ProviderTimeout
 from runtime.providers.anthropic import AnthropicProvider
 from runtime.providers.base import Message, ModelProvider, Timeouts
 from runtime.providers.gemini import GeminiProvider
@@ -328,3 +328,43 @@ async def test_empty_200_then_success(
 
     assert turn.text == "hello"
     assert len(fake.requests) == 2
+
+
+# --- errors inside a 200 stream ----------------------------------------------------------
+
+
+def anthropic_error_event(kind: str, message: str) -> tuple[str | None, Any]:
+    return ("error", {"type": "error", "error": {"type": kind, "message": message}})
+
+
+async def test_anthropic_overloaded_event_in_the_stream_is_retried(
+    fake: FakeServer, policy: RetryPolicy
+) -> None:
+    """Anthropic reports overload mid-stream as an `error` event inside a 200 response."""
+    p = make("anthropic", fake.url, policy)
+    opening = before_text("anthropic")
+    fake.add(
+        Reply(sse=[*opening, anthropic_error_event("overloaded_error", "Overloaded")]),
+        Reply(sse=stream_of("anthropic", "hello")),
+    )
+    try:
+        turn = await p.complete(HI, on_text=Streamed())
+    finally:
+        await p.aclose()
+    assert turn.text == "hello"
+    assert len(fake.requests) == 2
+
+
+async def test_anthropic_invalid_request_event_is_not_retried(
+    fake: FakeServer, policy: RetryPolicy
+) -> None:
+    p = make("anthropic", fake.url, policy)
+    fake.add(Reply(sse=[anthropic_error_event("invalid_request_error", "bad tools")]))
+    try:
+        with pytest.raises(ProviderError) as err:
+            await p.complete(HI, on_text=Streamed())
+    finally:
+        await p.aclose()
+    assert type(err.value) is ProviderError
+    assert "bad tools" in err.value.message
+    assert len(fake.requests) == 1
