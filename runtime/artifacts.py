@@ -14,7 +14,8 @@ Everything in the output folder is chosen by the agent, so it is hostile input:
   folder cannot clash with anything on the host.
 - Steps keep the store and the disk in agreement: bytes land under their final name before the
   record that points to them, an old copy is removed only after its record points elsewhere,
-  and a failed or cancelled copy leaves no file behind.
+  and a failed or cancelled copy leaves no file behind (a killed process's staging files,
+  named after its pid, are swept by the next controller: `sweep_staging`).
 - Symbolic links are never followed (the guest opens with `O_NOFOLLOW`; links are listed as
   links); names the host cannot keep (not UTF-8, control characters, `..`, too long), special
   files and files over a cap are reported once each as `artifact.skipped` events with a
@@ -211,7 +212,7 @@ class ArtifactCollector:
         """Stream one file out; None if it was skipped (reported). Host failures raise."""
         await asyncio.to_thread(self._make_dirs)
         blob = self.dest / secrets.token_hex(16)
-        staged = _Staged(self.staging / f"{secrets.token_hex(16)}.part", rel)
+        staged = _Staged(self.staging / f"{os.getpid()}-{secrets.token_hex(12)}.part", rel)
         digest = hashlib.sha256()
         chunks = self.sandbox.files.download(sandbox_path)
         try:
@@ -355,6 +356,35 @@ def _storage_error(exc: OSError, what: str) -> StorageError:
     if exc.errno in FULL_ERRNOS:
         return StorageFull(f"no space left on the controller's disk while storing {what}")
     return StorageError(f"could not store {what}: {exc.strerror or exc}")
+
+
+def sweep_staging(dest_root: Path) -> int:
+    """Remove staging files left by processes that died mid-copy; returns how many.
+
+    Names start with the writer's pid: a live writer's files are left alone."""
+    removed = 0
+    try:
+        names = os.listdir(dest_root / STAGING)
+    except OSError:
+        return 0
+    for name in names:
+        pid, sep, _ = name.partition("-")
+        if not sep or not pid.isdigit() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(dest_root / STAGING / name)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, another user's
+    return True
 
 
 # -- exporting into a caller's folder ---------------------------------------------------------

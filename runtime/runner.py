@@ -25,7 +25,7 @@ from runtime.agents.prompt import system_prompt
 from runtime.agents.refusals import RefusalWatcher
 from runtime.agents.spec import AgentSpec
 from runtime.agents.tools import Toolbox
-from runtime.artifacts import ArtifactCollector, host_error
+from runtime.artifacts import ArtifactCollector, host_error, sweep_staging
 from runtime.errors import CorralError, NotFound, StorageFull
 from runtime.events import EventBus
 from runtime.ids import new_id
@@ -76,6 +76,7 @@ class Runner:
         self.provider_factory = provider_factory
         self.tasks: dict[str, asyncio.Task[InteractionRecord]] = {}
         keep_reserve(settings.home)
+        sweep_staging(settings.artifacts_dir)
 
     # -- creating -------------------------------------------------------------------------
     async def create(
