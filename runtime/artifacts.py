@@ -241,18 +241,30 @@ class ArtifactCollector:
             media_type=mimetypes.guess_type(rel)[0] or "application/octet-stream",
             stored_path=str(blob),
         )
+        # The store writes on its own thread and commits even if we are cancelled meanwhile:
+        # wait for the outcome, so the disk follows what the store says.
+        write = asyncio.ensure_future(self.store.add_artifact(rec))
         try:
-            await self.store.add_artifact(rec)
+            await asyncio.shield(write)
         except BaseException:
-            _unlink(blob)  # no record points to it
+            if not write.done():
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait({write})
+            if write.done() and not write.cancelled() and write.exception() is None:
+                self._keep(rec)
+            else:
+                _unlink(blob)  # no record points to it
             raise
-        previous = self._kept.get(rel)
-        self._kept[rel] = rec
-        self._reported.pop(rel, None)
-        if previous is not None and previous.stored_path != rec.stored_path:
-            _unlink(Path(previous.stored_path))  # its record now points to the new copy
+        self._keep(rec)
         await self.emit("artifact.created", {"artifact": artifact_view(rec)})
         return rec
+
+    def _keep(self, rec: ArtifactRecord) -> None:
+        previous = self._kept.get(rec.path)
+        self._kept[rec.path] = rec
+        self._reported.pop(rec.path, None)
+        if previous is not None and previous.stored_path != rec.stored_path:
+            _unlink(Path(previous.stored_path))  # its record now points to the new copy
 
     def _make_dirs(self) -> None:
         for d in (self.dest, self.staging):

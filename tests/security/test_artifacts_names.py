@@ -8,6 +8,8 @@ silently.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -159,4 +161,20 @@ async def test_a_swapped_file_is_skipped_not_followed(rig: Rig, corral_home: Pat
     await rig.collector._collect(infos)  # the listing the agent raced against
     assert await rig.store.list_artifacts("int_h") == []
     assert rig.skipped() == {"a": "unreadable"}
+    await rig.assert_store_matches_disk()
+
+
+async def test_a_copy_cancelled_midway_leaves_nothing_behind(rig: Rig) -> None:
+    await rig.sh("mkdir -p out && head -c 100000000 /dev/zero > out/big")
+    task = asyncio.create_task(rig.collector.scan())
+    staging = rig.settings.artifacts_dir / ".staging"
+    while not task.done() and not (staging.exists() and any(staging.iterdir())):
+        await asyncio.sleep(0.001)  # until the copy is under way
+    assert not task.done(), "the copy ended before it could be cancelled"
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await rig.assert_store_matches_disk()
+    got = await rig.collector.scan()  # and the next scan copies it whole
+    assert [a.path for a in got] == ["big"] and got[0].size == 100_000_000
     await rig.assert_store_matches_disk()
