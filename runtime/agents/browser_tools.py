@@ -5,16 +5,22 @@ Every result starts with one line `Page: <title> — <url>` (the CLI live view s
 that change the page append a fresh snapshot, so the model sees the element refs it needs for
 the next click without another call. Screenshots, PDFs and downloads go under the run's
 output folder, so they become artifacts.
+
+The browser opens only http(s) pages: a refused `goto` is an error result the model can read
+("refused to open 'file:///etc/passwd': ..."), and a page's own refused navigation is a note
+on the result. `BrowserRefusalWatcher` turns the sandbox's log of refused navigations into
+`network.refused` events, like `RefusalWatcher` does for the egress proxy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from runtime.providers.base import ToolSpec
 from sandbox.api import Sandbox
-from sandbox.browser import BrowserResult, PageInfo
+from sandbox.browser import BrowserRefusal, BrowserResult, PageInfo
+from sandbox.errors import ToolError
 
 SNAPSHOT_CHARS = 8_000
 TEXT_CHARS = 16_000
@@ -261,6 +267,54 @@ class BrowserTools:
         if not base.lower().endswith("." + ext):
             base += "." + ext
         return f"{self.output_dir}/{base}"
+
+
+Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
+_END = 1 << 62
+"""An offset past any log: `refusals` returns the log's real end for it."""
+
+
+def refusal_event(sandbox_id: str, r: BrowserRefusal) -> dict[str, Any]:
+    """The `network.refused` payload of a refused navigation: the egress proxy's fields
+    (`host` is the URL, `port` 0: a local file has neither) plus `url`, `scheme`, `source`."""
+    return {
+        "sandbox_id": sandbox_id,
+        "host": r.url,
+        "port": 0,
+        "reason": r.reason,
+        "message": r.detail,
+        "url": r.url,
+        "scheme": r.scheme,
+        "source": f"browser:{r.source}",
+    }
+
+
+class BrowserRefusalWatcher:
+    """Emits one `network.refused` event per navigation the sandbox's browser refused.
+
+    Run `start()` when the run starts (earlier refusals in a reused sandbox are not
+    repeated) and `scan()` after each tool call; a scan is one cheap guest call that never
+    starts Chromium.
+    """
+
+    def __init__(self, sandbox: Sandbox, emit: Emit) -> None:
+        self.sandbox = sandbox
+        self.emit = emit
+        self.offset: int | None = None
+
+    async def start(self) -> None:
+        try:
+            _, self.offset = await self.sandbox.browser.refusals(_END)
+        except ToolError:  # a guest from before the refusal log: nothing to watch
+            self.offset = None
+
+    async def scan(self) -> int:
+        if self.offset is None:
+            return 0
+        refusals, self.offset = await self.sandbox.browser.refusals(self.offset)
+        for r in refusals:
+            await self.emit("network.refused", refusal_event(self.sandbox.id, r))
+        return len(refusals)
 
 
 def _page_line(page: PageInfo) -> str:

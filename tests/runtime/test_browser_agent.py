@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,6 +11,7 @@ from typing import Any, cast
 import pytest
 from rich.console import Console
 
+from runtime.agents.browser_tools import BrowserRefusalWatcher, BrowserTools
 from runtime.agents.spec import AgentSpec
 from runtime.agents.tools import Toolbox
 from runtime.cli.render import EventPrinter
@@ -22,7 +24,12 @@ from runtime.store.sql import open_store
 from sandbox.api import Sandbox
 from sandbox.backends.docker import DockerBackend
 from sandbox.egress import EgressOptions
+from sandbox.errors import ToolError
+from sandbox.spec import SandboxSpec
 from tests.sandbox.browser_site import serve
+from tests.sandbox.conftest import backend
+
+__all__ = ["backend"]
 
 
 def _call(tool: str, /, **arguments: Any) -> ScriptedTurn:
@@ -149,3 +156,92 @@ def test_browser_tools_are_offered_only_with_a_browser_and_evaluate_is_opt_in() 
         n.startswith("browser_")
         for n in {s.name for s in Toolbox(sandbox, ["exec"], browser=True).specs}
     )
+
+
+@pytest.mark.docker
+@pytest.mark.browser
+async def test_a_local_file_is_an_error_result_and_the_run_goes_on(corral_home: Path) -> None:
+    turns = [
+        _call("browser_goto", url="file:///etc/passwd"),
+        _call("browser_tabs", action="open", url="chrome://version"),
+        ScriptedTurn(text="Could not read it."),
+    ]
+    settings = Settings(home=corral_home)
+    settings.ensure_dirs()
+    store = await open_store(settings)
+    backend = DockerBackend(corral_home)
+    runner = Runner(
+        settings,
+        store,
+        EventBus(store),
+        backend,
+        provider_factory=lambda *a, **k: ScriptedProvider(turns),
+    )
+    agent = AgentSpec.from_dict(
+        {"name": "snoop", "model": "scripted:inline", "tools": ["browser"], "network": "none"}
+    )
+    try:
+        rec = await runner.create(
+            agent, "read the passwords", options=RunOptions(keep_sandbox=False)
+        )
+        final = await runner.start(rec)
+        events = await store.list_events(rec.id)
+    finally:
+        await runner.aclose()
+        for h in await backend.list():
+            await backend.destroy(h.id)
+        await backend.aclose()
+        await store.aclose()
+
+    assert final.status == "completed", final
+    results = [
+        e.payload["step"]
+        for e in events
+        if e.event_type == "step.start" and e.payload["step"]["type"] == "function_result"
+    ]
+    assert [(r["name"], r["is_error"]) for r in results] == [
+        ("browser_goto", True),
+        ("browser_tabs", True),
+    ]
+    assert "refused to open 'file:///etc/passwd'" in results[0]["result"]
+    assert "refused to open 'chrome://version'" in results[1]["result"]
+    assert not any("root:x:0:0" in r["result"] for r in results)
+
+
+@pytest.mark.docker
+@pytest.mark.browser
+async def test_refused_navigations_become_network_refused_events(backend: DockerBackend) -> None:
+    emitted: list[tuple[str, dict[str, Any]]] = []
+
+    async def emit(event_type: str, payload: dict[str, Any]) -> None:
+        emitted.append((event_type, payload))
+
+    async with await Sandbox.create(
+        SandboxSpec(image="corral/browser", network="none"), backend=backend
+    ) as sb:
+        with contextlib.suppress(ToolError):
+            await sb.browser.goto("file:///etc/hostname", timeout=10)  # before the run
+        watcher = BrowserRefusalWatcher(sb, emit)
+        await watcher.start()
+        assert await watcher.scan() == 0  # earlier refusals are not repeated
+        tools = BrowserTools(sb, output_dir="/workspace/out")
+        with pytest.raises(ToolError, match="refused to open"):
+            await tools.call("browser_goto", {"url": "file:///etc/passwd"})
+        assert await watcher.scan() == 1
+        assert await watcher.scan() == 0
+    assert emitted == [
+        (
+            "network.refused",
+            {
+                "sandbox_id": sb.id,
+                "host": "file:///etc/passwd",
+                "port": 0,
+                "reason": "scheme_not_allowed",
+                "message": emitted[0][1]["message"],
+                "url": "file:///etc/passwd",
+                "scheme": "file",
+                "source": "browser:goto",
+            },
+        )
+    ]
+    assert "only http:// and https://" in emitted[0][1]["message"]

@@ -258,3 +258,30 @@ async def test_a_page_navigating_itself_to_a_data_url_is_refused(sb: Sandbox) ->
     refused = await _refused_since(sb, start)
     assert [(x.scheme, x.source) for x in refused] == [("data", "page")]
     await _assert_nothing_local_shown(sb)
+
+
+CHROMIUM_ALONE = r"""
+from playwright.sync_api import sync_playwright
+
+with sync_playwright() as pw:
+    browser = pw.chromium.launch(executable_path="/usr/lib/chromium/chromium")
+    for url in ("file:///etc/passwd", "file:///proc/self/environ", "view-source:file:///etc/passwd",
+                "devtools://devtools/bundled/inspector.html"):
+        page = browser.new_page()
+        try:
+            page.goto(url, timeout=10_000)
+            print(url, "OPENED", page.content()[:80].replace("\n", " "))
+        except Exception as exc:
+            print(url, str(exc).splitlines()[0])
+        page.close()
+    browser.close()
+"""
+
+
+async def test_chromium_itself_refuses_local_urls(sb: Sandbox) -> None:
+    """The image's managed policy binds any Chromium started in it, not only the guest's
+    checks: a Chromium driven without them refuses too."""
+    r = await sb.exec(["python3", "-c", CHROMIUM_ALONE], timeout=120)
+    assert r.exit_code == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 4 and all("ERR_BLOCKED_BY_ADMINISTRATOR" in ln for ln in lines), r.stdout
