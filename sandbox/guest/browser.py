@@ -107,10 +107,8 @@ class BrowserSession:
         self._generation = 0
         """Bumped when a stuck thread is abandoned, so it cannot touch the next browser."""
         self.launches = 0
-        self.refusals = U.RefusalLog()
-        self._actions = 0
-        """Actions run so far: one navigation reported twice within an action counts once."""
-        """Navigations refused so far (read by the host with the `refusals` action)."""
+        self.guard = U.NavigationGuard()
+        """Refused navigations (read by the host with the `refusals` action)."""
 
     # -- the async face -------------------------------------------------------------------
     async def call(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -151,7 +149,7 @@ class BrowserSession:
                 loop = asyncio.get_running_loop()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(loop.run_in_executor(self._executor, self._pump), 2)
-        return self.refusals.since(offset)
+        return self.guard.log.since(offset)
 
     def _launch_allowance(self) -> float:
         return LAUNCH_TIMEOUT if self._browser is None else 0.0
@@ -191,14 +189,14 @@ class BrowserSession:
             restarted = True
         if self._browser is None:
             self._start()
-        self._actions += 1
+        self.guard.action += 1
         notices = [self._replace_crashed_tab()]
-        first_refusal = self.refusals.end
+        first_refusal = self.guard.log.end
         ms = timeout * 1000
         try:
-            self._guard()  # no action reads or acts on a page it may not show
+            self._sweep()  # no action reads or acts on a page it may not show
             result: dict[str, Any] = getattr(self, f"_do_{action}")(args, ms)
-            self._guard()
+            self._sweep()
         except ToolFailure:
             raise
         except Exception as exc:
@@ -212,8 +210,8 @@ class BrowserSession:
                     "restarted: open pages, tabs and cookies were lost",
                 ) from None
             with contextlib.suppress(Exception):
-                self._guard()
-            refused = self.refusals.since(first_refusal)["refusals"]
+                self._sweep()
+            refused = self.guard.log.since(first_refusal)["refusals"]
             if refused:  # the action failed because a navigation was refused: say that
                 raise ToolFailure(TOOL_ERROR, f"{action}: {refused[0]['detail']}") from None
             raise ToolFailure(TOOL_ERROR, f"{action}: {_first_line(exc)}") from None
@@ -222,10 +220,10 @@ class BrowserSession:
         if restarted:
             result["restarted"] = True
             notices = ["the browser had crashed and was restarted; earlier pages were lost"]
-        refused = self.refusals.since(first_refusal)["refusals"]
+        refused = self.guard.log.since(first_refusal)["refusals"]
         if refused:
             result["refused"] = refused
-            notices.append(_refused_notice(refused))
+            notices.append(U.refused_notice(refused))
         notice = "; ".join(n for n in notices if n)
         if notice:
             result["notice"] = notice
@@ -237,31 +235,9 @@ class BrowserSession:
         if self._context is not None:
             self._context.cookies("http://corral.invalid/")
 
-    def _guard(self) -> None:
-        """Empty every frame that shows a URL the browser may not show. Chromium's managed
-        policy (in the browser image) normally stops such navigations before they commit;
-        this is the fallback for images without it, and records what it finds."""
-        if self._context is None:
-            return
-        for page in list(self._context.pages):
-            try:
-                frames = list(page.frames)
-            except Exception:  # a closing page
-                continue
-            for frame in frames:
-                url = frame.url
-                if U.frame_allowed(url):
-                    continue
-                self.refusals.record(url, "page", once_per=self._actions)
-                try:
-                    if frame is page.main_frame:
-                        page.goto(U.EMPTY_PAGE, timeout=5000)
-                    else:
-                        frame.goto(U.EMPTY_PAGE, timeout=5000)
-                except Exception:
-                    page.close()  # it cannot be emptied: it goes
-                    self._current = None
-                    break
+    def _sweep(self) -> None:
+        if self._context is not None and self.guard.sweep(self._context.pages):
+            self._current = None  # a page that could not be emptied was closed
 
     def _replace_crashed_tab(self) -> str | None:
         page = self._current
@@ -275,31 +251,7 @@ class BrowserSession:
 
     def _watch(self, page: Any) -> None:
         page.on("crash", lambda p: self._crashed_pages.add(id(p)))
-        page.on("console", self._on_console)
-
-    def _on_console(self, message: Any) -> None:
-        # Chromium's renderer refuses a web page's link, location, iframe or window.open to a
-        # local URL itself ("Not allowed to load local resource: file:///..."): record it.
-        with contextlib.suppress(Exception):
-            url = U.blocked_url_in(message.text)
-            if url is not None:
-                self.refusals.record(url, "page", once_per=self._actions)
-
-    def _on_request_failed(self, request: Any) -> None:
-        with contextlib.suppress(Exception):
-            failure = request.failure
-            if not U.is_block_error(failure):
-                return
-            url = request.url
-            if U.scheme_of(url) in U.NAVIGABLE_SCHEMES:
-                # A web URL that failed as refused: it redirected to a non-web URL.
-                detail = (
-                    f"refused: {url} redirected to a URL that is not an http(s) page ({failure}); "
-                    "the browser opens only http:// and https:// pages"
-                )
-                self.refusals.record(url, "redirect", detail, once_per=self._actions)
-            else:
-                self.refusals.record(url, "page", once_per=self._actions)
+        page.on("console", self.guard.on_console)
 
     def _start(self) -> None:
         try:
@@ -332,7 +284,7 @@ class BrowserSession:
         self._driver, self._pw, self._browser = driver, pw, browser
         self._context = browser.new_context(accept_downloads=True, viewport=None)
         self._context.on("page", self._watch)
-        self._context.on("requestfailed", self._on_request_failed)
+        self._context.on("requestfailed", self.guard.on_request_failed)
         self._current = self._context.new_page()
         self.launches += 1
 
@@ -444,7 +396,7 @@ class BrowserSession:
         try:
             return U.goto_target(url)
         except U.SchemeRefused as exc:
-            self.refusals.record(exc.url, source)
+            self.guard.log.record(exc.url, source)
             raise
 
     def _do_click(self, a: dict[str, Any], ms: float) -> dict[str, Any]:
@@ -633,15 +585,6 @@ class BrowserSession:
         # page info returned) describes the new page, without failing when nothing happens.
         with contextlib.suppress(Exception):
             self.page.wait_for_load_state("load", timeout=min(ms, 5000))
-
-
-def _refused_notice(refused: list[dict[str, Any]]) -> str:
-    urls = ", ".join(str(r["url"])[:120] for r in refused[:3])
-    more = f" and {len(refused) - 3} more" if len(refused) > 3 else ""
-    return (
-        f"refused to open {urls}{more}: the browser opens only http(s) pages; local files, "
-        "browser-internal pages and other schemes are blocked"
-    )
 
 
 def _chromium_binary(configured: str | None) -> str | None:

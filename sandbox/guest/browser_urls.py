@@ -10,12 +10,15 @@ non-web schemes are refused. Two layers enforce it:
 - this module, used by `browser.py`: `goto` targets are checked before navigating, and every
   frame's URL is checked after each action (a fallback for images without the policy).
 
-Every refusal is recorded in a `RefusalLog`; the host reads it with the `refusals` action
+`NavigationGuard` records what Chromium refused (its console and network events) and empties
+frames that show a non-web URL anyway. Every refusal is recorded in a `RefusalLog`; the host
+reads it with the `refusals` action
 (`sb.browser.refusals(offset)`), and runs report each one as a `network.refused` event.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -159,3 +162,76 @@ class RefusalLog:
             start = max(offset - self._first, 0)
             items = [dict(e) for e in self._items[start:]]
             return {"refusals": items, "next_offset": self._first + len(self._items)}
+
+
+class NavigationGuard:
+    """Watches the browser (its handlers run on the browser thread) and logs what it refused.
+
+    `action` is the number of the action under way: a navigation reported twice during one
+    action (by the console and by the network events) is logged once.
+    """
+
+    def __init__(self) -> None:
+        self.log = RefusalLog()
+        self.action = 0
+
+    def on_console(self, message: Any) -> None:
+        # Chromium's renderer refuses a web page's link, location, iframe or window.open to a
+        # local URL itself ("Not allowed to load local resource: file:///..."): record it.
+        with contextlib.suppress(Exception):
+            url = blocked_url_in(message.text)
+            if url is not None:
+                self.log.record(url, "page", once_per=self.action)
+
+    def on_request_failed(self, request: Any) -> None:
+        with contextlib.suppress(Exception):
+            failure = str(request.failure or "")
+            if not is_block_error(failure):
+                return
+            url = request.url
+            if "ERR_UNSAFE_REDIRECT" in failure:
+                detail = (
+                    f"refused: {url} redirected to a URL that is not an http(s) page "
+                    f"({failure}); the browser opens only http:// and https:// pages"
+                )
+                self.log.record(url, "redirect", detail, once_per=self.action)
+            else:
+                self.log.record(url, "page", once_per=self.action)
+
+    def sweep(self, pages: list[Any]) -> bool:
+        """Empty every frame that shows a URL it may not. Chromium's managed policy (in the
+        browser image) normally stops such navigations before they commit; this is the
+        fallback for what it lets through (a page navigating itself to a `blob:` URL) and for
+        images without it. Returns True when a page that could not be emptied was closed."""
+        closed = False
+        for page in list(pages):
+            try:
+                frames = list(page.frames)
+            except Exception:  # a closing page
+                continue
+            for frame in frames:
+                url = frame.url
+                if frame_allowed(url):
+                    continue
+                self.log.record(url, "page", once_per=self.action)
+                try:
+                    if frame is page.main_frame:
+                        page.goto(EMPTY_PAGE, timeout=5000)
+                    else:
+                        frame.goto(EMPTY_PAGE, timeout=5000)
+                except Exception:
+                    with contextlib.suppress(Exception):
+                        page.close()  # it cannot be emptied: it goes
+                    closed = True
+                    break
+        return closed
+
+
+def refused_notice(refused: list[dict[str, Any]]) -> str:
+    """One line for an action's result: what was refused during it."""
+    urls = ", ".join(str(r["url"])[:120] for r in refused[:3])
+    more = f" and {len(refused) - 3} more" if len(refused) > 3 else ""
+    return (
+        f"refused to open {urls}{more}: the browser opens only http(s) pages; local files, "
+        "browser-internal pages and other schemes are blocked"
+    )
