@@ -9,8 +9,11 @@ A Sandbox is a handle (from a backend) plus an RPC connection to the guest insid
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
@@ -267,6 +270,7 @@ class Sandbox:
 
 async def _connect(backend: Backend, handle: SandboxHandle) -> RpcClient:
     try:
+        _check_channel(handle.rpc_path)
         return await RpcClient.connect(handle.rpc_path, timeout=CONNECT_TIMEOUT)
     except (ConnectionLost, TimeoutError, OSError, SandboxError) as exc:
         try:
@@ -275,13 +279,33 @@ async def _connect(backend: Backend, handle: SandboxHandle) -> RpcClient:
             raise SandboxDied(
                 f"sandbox {handle.id} vanished while starting", reason="removed"
             ) from exc
+        if st.oom_killed:
+            raise SandboxDied(f"sandbox {handle.id} died: {st.reason()}", reason="oom") from exc
         if not st.running:
+            hint = f" (does image {handle.spec.image} have python3?)" if st.exit_code == 127 else ""
             raise SandboxDied(
-                f"sandbox {handle.id} did not start: {st.reason()} (does image "
-                f"{handle.spec.image} have python3?)",
+                f"sandbox {handle.id} is not running: {st.reason()}{hint}",
                 reason="start_failed",
             ) from exc
         raise
+
+
+def _check_channel(socket_path: Path) -> None:
+    """Refuse a socket whose folder anyone but this process could have changed.
+
+    The folder is created 0700 by the controller and only the guest's root-started server
+    writes in it; a symlink, another owner or group/other write bits mean it is not ours, and
+    a socket there could lead to another sandbox.
+    """
+    try:
+        st = os.lstat(socket_path.parent)
+    except FileNotFoundError:
+        return  # not created yet / already removed: connecting reports that
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise SandboxError(
+            f"refusing the channel at {socket_path}: its folder is not the controller's alone",
+            reason="channel_untrusted",
+        )
 
 
 def _default_backend() -> DockerBackend:

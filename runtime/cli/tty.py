@@ -17,7 +17,7 @@ import termios
 import tty
 from typing import cast
 
-from sandbox.backends.docker import SANDBOX_USER, DockerBackend
+from sandbox.backends.docker import DockerBackend, agent_user
 from sandbox.backends.docker_errors import map_docker_error
 
 
@@ -30,7 +30,7 @@ def interactive_shell(backend: DockerBackend, sandbox_id: str) -> int:
             ["/bin/bash", "-l"],
             stdin=True,
             tty=True,
-            user=SANDBOX_USER,
+            user=agent_user(),
             workdir=handle.spec.workdir,
             environment={"TERM": os.environ.get("TERM", "xterm"), "HOME": handle.spec.workdir},
         )["Id"]

@@ -18,9 +18,10 @@ class SandboxHandle:
     container_id: str
     spec: SandboxSpec
     rpc_path: Path
-    """Host path of the guest's Unix socket."""
+    """Host path of the guest's Unix socket (in a folder only the controller and the guest's
+    root-started server can write)."""
     host_dir: Path
-    """Per-sandbox host folder (socket, bookkeeping)."""
+    """Per-sandbox host folder: the controller's own bookkeeping, never mounted."""
     created: float
     labels: dict[str, str] = field(default_factory=dict)
 

@@ -34,6 +34,7 @@ from sandbox.backends.base import ReconcileReport, SandboxHandle, SandboxStatus
 from sandbox.backends.docker_errors import map_docker_error
 from sandbox.egress import Attachment, EgressManager, EgressOptions, Refusal
 from sandbox.errors import RuntimeUnavailable, SandboxError, SandboxNotFound
+from sandbox.guest.privs import AS_AGENT
 from sandbox.rpc import GUEST_DIR, guest_command
 from sandbox.spec import SandboxSpec
 
@@ -43,13 +44,38 @@ T = TypeVar("T")
 GUEST_MOUNT = "/opt/corral/corral_guest"
 RPC_DIR = "/run/corral"
 RPC_SOCKET = f"{RPC_DIR}/rpc.sock"
-SANDBOX_USER = "1000:1000"
+GUEST_USER = "0:0"
+"""The tool server starts as root with CAP_SETUID/CAP_SETGID only, binds its socket, then acts
+as the agent with real and saved uid 0 (sandbox/guest/privs.py): the agent's processes cannot
+signal, ptrace or impersonate it."""
+LABEL_LAYOUT = "corral.layout"
+LAYOUT = "2"
+"""Host-folder layout of a sandbox; containers of another layout are not adopted."""
 LABEL_MANAGED = "corral.managed"
 LABEL_HOME = "corral.home"
 LABEL_ID = "corral.sandbox"
 LABEL_SPEC = "corral.spec"
 LABEL_ROLE = "corral.role"
 LAST_USED = "last_used"
+RPC_SUBDIR = "rpc"
+
+
+def agent_uid() -> int:
+    """The agent's uid. Never the controller's own: the agent must not own the controller's
+    folders (a desktop user with Docker access is often uid 1000)."""
+    return 1001 if os.geteuid() == 1000 else 1000
+
+
+def agent_user() -> str:
+    """`UID:GID` of the agent, for engine execs (the interactive shell)."""
+    return f"{agent_uid()}:{agent_uid()}"
+
+
+def container_memory(spec: SandboxSpec) -> int:
+    """The memory cgroup limit: the workspace and /tmp are tmpfs, whose pages count against
+    the cgroup, so they get room of their own on top of `spec.memory`. A full workspace is then
+    ENOSPC for the writer, not an OOM kill of every process in the sandbox."""
+    return spec.memory + spec.disk + spec.tmp_size
 
 
 def new_sandbox_id() -> str:
@@ -144,11 +170,12 @@ class DockerBackend:
         await self._check_runtime(spec.runtime)
         sandbox_id = new_sandbox_id()
         host_dir = self.sandboxes_dir / sandbox_id
-        host_dir.mkdir(parents=True, mode=0o700)
-        # The guest runs as uid 1000 and must create its socket here; the parent folder (0700,
-        # the controller's) keeps other host users out.
-        os.chmod(host_dir, 0o777)
-        (host_dir / LAST_USED).touch()
+        # Both folders are the controller's alone (0700). Only `rpc/` is mounted, and only the
+        # guest's root-started server writes there (its socket), before it drops to the agent.
+        self.sandboxes_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+        host_dir.mkdir(mode=0o700)
+        (host_dir / RPC_SUBDIR).mkdir(mode=0o700)
+        (host_dir / LAST_USED).touch(mode=0o600)
         all_labels = {
             **spec.labels,
             **(labels or {}),
@@ -156,6 +183,7 @@ class DockerBackend:
             LABEL_HOME: str(self.home),
             LABEL_ID: sandbox_id,
             LABEL_SPEC: spec.model_dump_json(),
+            LABEL_LAYOUT: LAYOUT,
         }
         all_labels.setdefault(LABEL_ROLE, "sandbox")
         api = self.client.api
@@ -182,7 +210,7 @@ class DockerBackend:
             id=sandbox_id,
             container_id=container_id,
             spec=spec,
-            rpc_path=host_dir / "rpc.sock",
+            rpc_path=host_dir / RPC_SUBDIR / "rpc.sock",
             host_dir=host_dir,
             created=time.time(),
             labels=all_labels,
@@ -200,9 +228,10 @@ class DockerBackend:
         attachment: Attachment | None = None,
     ) -> dict[str, Any]:
         api = self.client.api
+        uid = agent_uid()
         mounts = [
             Mount(GUEST_MOUNT, str(self._guest_dir()), type="bind", read_only=True),
-            Mount(RPC_DIR, str(host_dir), type="bind", read_only=False),
+            Mount(RPC_DIR, str(host_dir / RPC_SUBDIR), type="bind", read_only=False),
         ]
         for m in spec.data:
             src = Path(m.source).resolve()
@@ -214,12 +243,14 @@ class DockerBackend:
             read_only=True,
             tmpfs={
                 "/tmp": f"rw,nosuid,nodev,size={spec.tmp_size},mode=1777",
-                spec.workdir: f"rw,nosuid,nodev,size={spec.disk},uid=1000,gid=1000,mode=0755",
+                spec.workdir: f"rw,nosuid,nodev,size={spec.disk},uid={uid},gid={uid},mode=0755",
             },
             cap_drop=["ALL"],
+            cap_add=_guest_capabilities(),
             security_opt=["no-new-privileges:true"],
-            mem_limit=spec.memory,
-            memswap_limit=spec.memory,  # no swap beyond memory
+            mem_limit=container_memory(spec),
+            memswap_limit=container_memory(spec),  # no swap
+            cgroupns="private",
             nano_cpus=int(spec.cpus * 1e9),
             pids_limit=spec.pids,
             ulimits=[
@@ -248,8 +279,8 @@ class DockerBackend:
         extra = self.egress.container_kwargs(attachment) if attachment else {}
         return {
             **extra,
-            "command": guest_command(RPC_SOCKET, spec.workdir),
-            "user": SANDBOX_USER,
+            "command": guest_command(RPC_SOCKET, spec.workdir, agent=f"{uid}:{uid}"),
+            "user": GUEST_USER,
             "working_dir": spec.workdir,
             "environment": env,
             "labels": labels,
@@ -315,7 +346,7 @@ class DockerBackend:
             id=sandbox_id,
             container_id=container_id,
             spec=spec,
-            rpc_path=host_dir / "rpc.sock",
+            rpc_path=host_dir / RPC_SUBDIR / "rpc.sock",
             host_dir=host_dir,
             created=float(created) if isinstance(created, int | float) else time.time(),
             labels=dict(labels),
@@ -358,13 +389,15 @@ class DockerBackend:
         log.info("sandbox.destroyed", sandbox=sandbox_id)
 
     def touch(self, handle: SandboxHandle) -> None:
-        """Record activity (the idle-TTL clock survives controller restarts via the mtime)."""
+        """Record activity. The idle-TTL clock is the mtime of a file in the controller's own
+        folder (never mounted into the sandbox), so it survives controller restarts and the
+        agent cannot move it."""
         with contextlib.suppress(FileNotFoundError):
-            os.utime(handle.host_dir / LAST_USED)
+            os.utime(handle.host_dir / LAST_USED, follow_symlinks=False)
 
     def last_used(self, handle: SandboxHandle) -> float:
         try:
-            return (handle.host_dir / LAST_USED).stat().st_mtime
+            return os.lstat(handle.host_dir / LAST_USED).st_mtime
         except FileNotFoundError:
             return handle.created
 
@@ -390,7 +423,8 @@ class DockerBackend:
         for handle in await self.list():
             claimed = (handle.host_dir / "claimed").exists()
             role = "sandbox" if claimed else handle.labels.get(LABEL_ROLE)
-            keep = adopt and role == "sandbox" and handle.host_dir.exists()
+            current = handle.labels.get(LABEL_LAYOUT) == LAYOUT
+            keep = adopt and current and role == "sandbox" and handle.host_dir.exists()
             if keep:
                 try:
                     keep = (await self.status(handle.id)).running
@@ -438,11 +472,19 @@ def stage_guest(root: Path) -> Path:
     for d in [tmp, *tmp.rglob("*")]:
         if d.is_dir():
             os.chmod(d, 0o755)
+    os.chmod(tmp / AS_AGENT.name, 0o755)  # run as Playwright's node (guest/privs.py)
     try:
         os.rename(tmp, target)
     except OSError:  # another process staged the same version first
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _guest_capabilities() -> list[str]:
+    """What the root-started tool server keeps: enough to become the agent. A controller that is
+    not root owns the socket folder itself, so the server also needs to write there once."""
+    caps = ["SETUID", "SETGID"]
+    return caps if os.geteuid() == 0 else [*caps, "DAC_OVERRIDE"]
 
 
 def _network_mode(spec: SandboxSpec) -> str:

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 
+from .privs import drop_to_agent
 from .server import Guest, log, serve_tcp, serve_unix
 
 
@@ -19,6 +20,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     where.add_argument("--tcp", metavar="HOST:PORT", help="TCP address (requires --token-file)")
     p.add_argument("--token-file", help="file holding the token clients must present")
     p.add_argument("--workspace", default="/workspace", help="root of the file tools")
+    p.add_argument(
+        "--agent-uid",
+        metavar="UID:GID",
+        help="started as root: serve as this user once the socket is bound (see privs.py)",
+    )
     ns = p.parse_args(argv)
     if ns.tcp and not ns.token_file:
         p.error("--tcp requires --token-file")
@@ -41,6 +47,9 @@ async def main(ns: argparse.Namespace) -> None:
         server = await serve_tcp(guest, host.strip("[]") or "0.0.0.0", int(port))
     else:
         server = await serve_unix(guest, ns.socket)
+    if ns.agent_uid:
+        uid, _, gid = ns.agent_uid.partition(":")
+        drop_to_agent(int(uid), int(gid or uid))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

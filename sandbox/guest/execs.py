@@ -30,6 +30,7 @@ from . import args as A
 from .errors import NOT_A_DIRECTORY, NOT_FOUND, ToolFailure, from_os_error
 from .fdio import READ_SIZE, kill_group, reap_later, set_once, wait_exit, writable
 from .paths import Workspace
+from .privs import popen_credentials
 
 DEFAULT_OUTPUT_LIMIT = 1 << 20
 TIMEOUT_EXIT = 124
@@ -76,6 +77,7 @@ def start(
         cwd=cwd,
         env=env,
         start_new_session=True,
+        **popen_credentials(),
     )
     for pipe in (proc.stdin, proc.stdout, proc.stderr):
         if pipe is not None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .fdio import READ_SIZE, kill_group, readable, reap_later, wait_exit, writable
+from .privs import popen_credentials
 
 KERNEL = Path(__file__).with_name("kernel.py")
 INTERRUPT_GRACE = 2.0
@@ -84,6 +85,7 @@ class _Kernel:
                 cwd=cwd,
                 env=env,
                 start_new_session=True,
+                **popen_credentials(),
             )
         finally:
             os.close(req_r)

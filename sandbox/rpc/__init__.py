@@ -24,10 +24,14 @@ _BOOT = (
 
 
 def guest_command(
-    socket_path: str = "/run/corral/rpc.sock", workspace: str = "/workspace"
+    socket_path: str = "/run/corral/rpc.sock",
+    workspace: str = "/workspace",
+    agent: str | None = None,
 ) -> list[str]:
-    """The container command that starts the guest listening on `socket_path`."""
-    return ["python3", "-B", "-c", _BOOT, "--socket", socket_path, "--workspace", workspace]
+    """The container command that starts the guest listening on `socket_path`; with `agent`
+    ("UID:GID") a guest started as root serves as that user once the socket is bound."""
+    cmd = ["python3", "-B", "-c", _BOOT, "--socket", socket_path, "--workspace", workspace]
+    return [*cmd, "--agent-uid", agent] if agent else cmd
 
 
 def guest_tcp_command(address: str, token_file: str, workspace: str = "/workspace") -> list[str]:

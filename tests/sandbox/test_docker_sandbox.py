@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import Sandbox, SandboxSpec
-from sandbox.backends.docker import DockerBackend
+from sandbox.backends.docker import DockerBackend, container_memory
 from sandbox.errors import ImageNotFound, PathNotAllowed, RuntimeUnavailable, SandboxDied
 from sandbox.pool import WarmPool
 from sandbox.spec import DataMount
@@ -125,12 +125,14 @@ async def test_hardening_facts_from_inside(backend: DockerBackend) -> None:
         lim = await sb.exec("ulimit -n; ulimit -c")
         assert lim.stdout.split() == ["4096", "0"]
         host_config = backend.client.api.inspect_container(sb.handle.container_id)["HostConfig"]
-        assert host_config["MemorySwap"] == host_config["Memory"] == SMALL.memory  # no swap
+        # no swap; the tmpfs workspace and /tmp get room of their own on top of `memory`
+        assert host_config["MemorySwap"] == host_config["Memory"] == container_memory(SMALL)
+        assert host_config["CgroupnsMode"] == "private"
         assert host_config["IpcMode"] == "private" and host_config["PidsLimit"] == SMALL.pids
-        ns = await sb.exec("readlink /proc/self/ns/ipc /proc/self/ns/pid /proc/self/ns/net")
-        assert ns.stdout.split() != [
-            os.readlink(f"/proc/self/ns/{n}") for n in ("ipc", "pid", "net")
-        ]
+        kinds = ("ipc", "pid", "net", "cgroup")
+        ns = await sb.exec(" ".join(["readlink", *(f"/proc/self/ns/{n}" for n in kinds)]))
+        for inside, kind in zip(ns.stdout.split(), kinds, strict=True):
+            assert inside != os.readlink(f"/proc/self/ns/{kind}"), kind
 
 
 async def test_fork_bomb_contained(backend: DockerBackend) -> None:
