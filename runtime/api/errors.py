@@ -82,6 +82,8 @@ SANDBOX_STATUS: dict[str, int] = {
     "tool_error": 400,
     "oom": 409,
     "exited": 409,
+    "start_failed": 502,
+    "channel_untrusted": 502,
     "protocol": 502,
     "rpc": 502,
 }
