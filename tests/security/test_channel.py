@@ -225,3 +225,21 @@ async def test_reconnect_error_says_why_the_sandbox_is_gone(
     assert err.value.reason == reason and words in str(err.value)
     if reason == "oom":
         assert "python3" not in str(err.value)
+
+
+@pytest.mark.browser
+async def test_browser_runs_as_the_agent_without_capabilities(backend: DockerBackend) -> None:
+    """Playwright starts Node.js and Chromium itself: they go through as_agent.py, so none of
+    them keeps the server's real uid 0 (from which Chromium could regain root)."""
+    spec = SMALL.model_copy(update={"image": "corral/browser", "memory": 1024**3})
+    async with await Sandbox.create(spec, backend=backend) as sb:
+        await sb.browser.goto("about:blank")
+        ps = await sb.exec("ps -eo ruid=,euid=,suid=,comm=")
+        rows = [line.split() for line in ps.stdout.splitlines()]
+        browser = [row for row in rows if row[3].startswith(("node", "chrom"))]
+        assert {row[3][:4] for row in browser} == {"node", "chro"}, rows
+        assert all(row[:3] == ["1000"] * 3 for row in browser), rows
+        caps = await sb.exec(
+            "for p in $(pgrep -f 'chromium|node'); do grep CapPrm /proc/$p/status; done"
+        )
+        assert caps.stdout and set(caps.stdout.split()) == {"CapPrm:", "0000000000000000"}
