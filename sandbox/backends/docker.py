@@ -472,7 +472,7 @@ def stage_guest(root: Path) -> Path:
     for d in [tmp, *tmp.rglob("*")]:
         if d.is_dir():
             os.chmod(d, 0o755)
-    os.chmod(tmp / AS_AGENT.name, 0o755)  # run as Playwright's node (guest/privs.py)
+    os.chmod(tmp / os.path.basename(AS_AGENT), 0o755)  # run as Playwright's node (guest/privs.py)
     try:
         os.rename(tmp, target)
     except OSError:  # another process staged the same version first

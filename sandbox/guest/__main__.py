@@ -1,34 +1,57 @@
-"""Entry point: ``python3 -m corral_guest --socket PATH | --tcp HOST:PORT --token-file F``."""
+"""Entry point: ``python3 -m corral_guest --socket PATH [--agent-uid UID:GID]`` or
+``--tcp HOST:PORT --token-file F``; ``--workspace DIR`` (default /workspace).
+
+Start-up is on the critical path of every cold sandbox, and asyncio with the tools behind it
+takes most of it (~60 ms of imports). So the socket is bound, and privileges dropped, with
+nothing but `os`, `sys` and `socket` loaded: the controller's connect succeeds at once and its
+hello waits in the listen backlog while the rest loads. `ssl`, which the guest never uses, is
+kept out of asyncio's import; argparse is not used at all.
+"""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
 import os
-import signal
+import socket
+import stat
 import sys
 
-from .privs import drop_to_agent
-from .server import Guest, log, serve_tcp, serve_unix
+USAGE = (
+    "usage: corral_guest (--socket PATH [--agent-uid UID:GID] | --tcp HOST:PORT --token-file F)"
+    " [--workspace DIR]"
+)
+OPTIONS = ("--socket", "--tcp", "--token-file", "--workspace", "--agent-uid")
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="corral_guest", description="Corral in-sandbox tool server")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--socket", help="Unix socket path to listen on (created mode 0666)")
-    where.add_argument("--tcp", metavar="HOST:PORT", help="TCP address (requires --token-file)")
-    p.add_argument("--token-file", help="file holding the token clients must present")
-    p.add_argument("--workspace", default="/workspace", help="root of the file tools")
-    p.add_argument(
-        "--agent-uid",
-        metavar="UID:GID",
-        help="started as root: serve as this user once the socket is bound (see privs.py)",
-    )
-    ns = p.parse_args(argv)
-    if ns.tcp and not ns.token_file:
-        p.error("--tcp requires --token-file")
-    return ns
+def fail(message: str) -> None:
+    raise SystemExit(f"corral-guest: {message}\n{USAGE}")
+
+
+def parse_args(argv: list[str]) -> dict[str, str]:
+    """`--name value` or `--name=value` for each of OPTIONS; anything else is an error."""
+    opts = {"--workspace": "/workspace"}
+    rest = iter(argv)
+    for arg in rest:
+        if arg in ("-h", "--help"):
+            print(USAGE)
+            raise SystemExit(0)
+        name, eq, value = arg.partition("=")
+        if name not in OPTIONS:
+            fail(f"unknown argument {arg!r}")
+        if not eq:
+            nxt = next(rest, None)
+            if nxt is None:
+                fail(f"{name} needs a value")
+            value = str(nxt)
+        opts[name] = value
+    if ("--socket" in opts) == ("--tcp" in opts):
+        fail("give exactly one of --socket and --tcp")
+    if "--tcp" in opts and "--token-file" not in opts:
+        fail("--tcp requires --token-file")
+    if "--agent-uid" in opts:
+        uid, _, gid = opts["--agent-uid"].partition(":")
+        if not uid.isdigit() or not (gid or uid).isdigit():
+            fail("--agent-uid takes UID:GID (numbers)")
+    return opts
 
 
 def read_token(path: str) -> str:
@@ -39,32 +62,61 @@ def read_token(path: str) -> str:
     return token
 
 
-async def main(ns: argparse.Namespace) -> None:
-    token = read_token(ns.token_file) if ns.token_file else None
-    guest = Guest(ns.workspace, token=token)
-    if ns.tcp:
-        host, _, port = ns.tcp.rpartition(":")
-        server = await serve_tcp(guest, host.strip("[]") or "0.0.0.0", int(port))
-    else:
-        server = await serve_unix(guest, ns.socket)
-    if ns.agent_uid:
-        uid, _, gid = ns.agent_uid.partition(":")
-        drop_to_agent(int(uid), int(gid or uid))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    where = ns.tcp or ns.socket
-    log(f"listening on {where}, workspace {guest.ws.root}, pid {os.getpid()}")
+def bind_unix(path: str) -> socket.socket:
+    """Listen on `path`, mode 0666 (the folder around it is what protects it)."""
     try:
-        await stop.wait()
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)  # left over from a previous guest in this sandbox
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    os.chmod(path, 0o666)
+    sock.listen(128)
+    return sock
+
+
+def bind_tcp(address: str) -> socket.socket:
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, int(port)))
+    sock.listen(128)
+    return sock
+
+
+def load_asyncio() -> None:
+    """Import asyncio without ssl (asyncio treats a missing ssl as 'no TLS'); later imports of
+    ssl, by Playwright say, work as usual."""
+    had = "ssl" in sys.modules
+    if not had:
+        sys.modules["ssl"] = None  # type: ignore[assignment]
+    try:
+        import asyncio  # noqa: F401
     finally:
-        server.close()
-        guest.close()
-        if ns.socket:
-            with contextlib.suppress(OSError):
-                os.unlink(ns.socket)
+        if not had:
+            del sys.modules["ssl"]
+
+
+def main(argv: list[str]) -> None:
+    opts = parse_args(argv)
+    token = read_token(opts["--token-file"]) if "--token-file" in opts else None
+    if "--socket" in opts:
+        listener, where = bind_unix(opts["--socket"]), opts["--socket"]
+    else:
+        listener, where = bind_tcp(opts["--tcp"]), opts["--tcp"]
+    if "--agent-uid" in opts:
+        from .privs import drop_to_agent
+
+        uid, _, gid = opts["--agent-uid"].partition(":")
+        drop_to_agent(int(uid), int(gid or uid))
+    load_asyncio()
+    from .server import run
+
+    run(listener, where, opts["--workspace"], token, unix="--socket" in opts)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse_args(sys.argv[1:])))
+    main(sys.argv[1:])

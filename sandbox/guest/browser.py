@@ -88,6 +88,16 @@ ACTIONS = frozenset(
 )  # fmt: skip
 
 
+def site_packages() -> None:
+    """Put the image's site-packages on sys.path: the guest starts with `python3 -S` (site
+    costs start-up time, and only the browser needs a package from there)."""
+    import site
+    import sys
+
+    if not any(p.endswith(("site-packages", "dist-packages")) for p in sys.path):
+        site.main()
+
+
 class BrowserSession:
     """The sandbox's browser. `call(action, args)` is the whole API (see ACTIONS)."""
 
@@ -255,6 +265,7 @@ class BrowserSession:
 
     def _start(self) -> None:
         try:
+            site_packages()
             from playwright.sync_api import sync_playwright
         except ImportError:
             raise ToolFailure(

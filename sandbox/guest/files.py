@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
-import secrets
-import shutil
 import stat
 from typing import Any
 
@@ -109,6 +106,8 @@ def open_read(ws: Workspace, path: str) -> tuple[int, int]:
 
 def sha256(ws: Workspace, path: str) -> str:
     fd, _ = open_read(ws, path)
+    import hashlib
+
     h = hashlib.sha256()
     buf = bytearray(1 << 20)
     view = memoryview(buf)
@@ -147,7 +146,7 @@ class TempFile:
             if stat.S_ISDIR(st.st_mode):
                 os.close(self.dir_fd)
                 raise ToolFailure(IS_A_DIRECTORY, f"{path}: is a directory")
-        self.tmp = TEMP_PREFIX + secrets.token_hex(8)
+        self.tmp = TEMP_PREFIX + os.urandom(8).hex()
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             self.fd = os.open(self.tmp, flags, 0o600, dir_fd=self.dir_fd)
@@ -196,6 +195,8 @@ def remove(ws: Workspace, path: str, *, recursive: bool) -> None:
         if not stat.S_ISDIR(st.st_mode):
             os.unlink(name, dir_fd=dfd)
         elif recursive:
+            import shutil  # slow to import, rarely needed
+
             shutil.rmtree(name, dir_fd=dfd)
         else:
             try:

@@ -19,11 +19,10 @@ Playwright starts its Node.js driver itself; `PLAYWRIGHT_NODEJS_PATH` points it 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 _agent: tuple[int, int] | None = None
-AS_AGENT = Path(__file__).resolve().parent / "as_agent.py"
+AS_AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "as_agent.py")
 
 
 def drop_to_agent(uid: int, gid: int) -> None:

@@ -17,13 +17,12 @@ import struct
 import subprocess
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from .fdio import READ_SIZE, kill_group, readable, reap_later, wait_exit, writable
 from .privs import popen_credentials
 
-KERNEL = Path(__file__).with_name("kernel.py")
+KERNEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernel.py")
 INTERRUPT_GRACE = 2.0
 OUTPUT_MAX = 1 << 20
 """Per stream and cell; the rest is dropped (and counted in a note)."""

@@ -8,19 +8,18 @@ connection that sent it; a failing tool call becomes an ``error`` frame, never a
 from __future__ import annotations
 
 import asyncio
-import hmac
-import importlib.util
+import contextlib
 import json
 import os
-import platform
-import stat
+import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import args as A
 from . import files
-from .browser import BrowserSession
+from .browser import BrowserSession, site_packages
 from .channel import CallState, Channel, FlowError
 from .errors import (
     INVALID_ARGUMENT,
@@ -34,7 +33,6 @@ from .execs import base_env, oom_count, resolve_cwd, run_exec
 from .paths import Workspace
 from .procs import ProcessTable
 from .pysession import PythonSession
-from .tarstream import tar_stream
 from .wire import CHUNK, PROTOCOL_VERSION, FrameError, Header
 
 HELLO_TIMEOUT = 10.0
@@ -108,6 +106,8 @@ class Connection:
         token = self.guest.token
         if token is not None:
             given = header.get("token")
+            import hmac  # only the TCP transport has a token
+
             if not isinstance(given, str) or not hmac.compare_digest(
                 given.encode(), token.encode()
             ):
@@ -205,9 +205,12 @@ async def _ping(c: Connection, s: CallState, a: dict[str, Any], p: bytes) -> Res
 
 
 async def _info(c: Connection, s: CallState, a: dict[str, Any], p: bytes) -> Result:
+    import importlib.util
+
+    site_packages()
     return {
         "protocol": PROTOCOL_VERSION,
-        "python": platform.python_version(),
+        "python": sys.version.split()[0],
         "uid": os.getuid(),
         "gid": os.getgid(),
         "pid": os.getpid(),
@@ -351,6 +354,8 @@ async def _upload(c: Connection, s: CallState, a: dict[str, Any], p: bytes) -> R
 
 
 async def _tar(c: Connection, s: CallState, a: dict[str, Any], p: bytes) -> Result:
+    from .tarstream import tar_stream  # tarfile is slow to import and rarely needed
+
     size = 0
     for chunk in tar_stream(c.guest.ws, A.string(a, "path", ".")):
         size += len(chunk)
@@ -383,19 +388,32 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-async def serve_unix(guest: Guest, path: str) -> asyncio.Server:
-    """Listen on a Unix socket, mode 0666 (the folder around it is what protects it)."""
+def run(
+    listener: socket.socket, where: str, workspace: str, token: str | None, *, unix: bool
+) -> None:
+    """Serve on `listener` (bound by __main__) until SIGTERM/SIGINT."""
+    asyncio.run(_serve(listener, where, workspace, token, unix=unix))
+
+
+async def _serve(
+    listener: socket.socket, where: str, workspace: str, token: str | None, *, unix: bool
+) -> None:
+    guest = Guest(workspace, token=token)
+    loop = asyncio.get_running_loop()
+    server: asyncio.Server
+    if unix:
+        server = await loop.create_unix_server(guest.protocol, sock=listener)
+    else:
+        server = await loop.create_server(guest.protocol, sock=listener)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log(f"listening on {where}, workspace {guest.ws.root}, pid {os.getpid()}")
     try:
-        if stat.S_ISSOCK(os.lstat(path).st_mode):
-            os.unlink(path)  # left over from a previous guest in this sandbox
-    except FileNotFoundError:
-        pass
-    loop = asyncio.get_running_loop()
-    server = await loop.create_unix_server(guest.protocol, path, backlog=128)
-    os.chmod(path, 0o666)
-    return server
-
-
-async def serve_tcp(guest: Guest, host: str, port: int) -> asyncio.Server:
-    loop = asyncio.get_running_loop()
-    return await loop.create_server(guest.protocol, host, port, backlog=128)
+        await stop.wait()
+    finally:
+        server.close()
+        guest.close()
+        if unix:
+            with contextlib.suppress(OSError):  # gone, or no longer ours to remove
+                os.unlink(where)

@@ -30,14 +30,15 @@ def guest_command(
 ) -> list[str]:
     """The container command that starts the guest listening on `socket_path`; with `agent`
     ("UID:GID") a guest started as root serves as that user once the socket is bound."""
-    cmd = ["python3", "-B", "-c", _BOOT, "--socket", socket_path, "--workspace", workspace]
+    # -S: no site (start-up time); the browser adds site-packages when it first starts.
+    cmd = ["python3", "-B", "-S", "-c", _BOOT, "--socket", socket_path, "--workspace", workspace]
     return [*cmd, "--agent-uid", agent] if agent else cmd
 
 
 def guest_tcp_command(address: str, token_file: str, workspace: str = "/workspace") -> list[str]:
     """Same, for the TCP transport (`address` is HOST:PORT; the token file holds the token)."""
     return [
-        "python3", "-B", "-c", _BOOT,
+        "python3", "-B", "-S", "-c", _BOOT,
         "--tcp", address, "--token-file", token_file, "--workspace", workspace,
     ]  # fmt: skip
 
