@@ -89,16 +89,16 @@ def safe_relpath(path: str) -> PurePosixPath:
     p = PurePosixPath(path)
     if p.is_absolute() or not p.parts or any(part in ("..", "", ".") for part in p.parts):
         raise ValueError(f"unsafe artifact path: {printable(path)}")
-    if "//" in path or path.endswith("/") or path.startswith("./") or "/./" in path:
-        raise ValueError(f"unsafe artifact path: {printable(path)}")
     return p
 
 
 def name_problem(path: str) -> str | None:
     """Why the host cannot keep an artifact at `path` (None: it can)."""
     try:
-        safe_relpath(path)
+        canonical = str(safe_relpath(path)) == path  # no `a//b`, `./a` or `a/`
     except ValueError:
+        canonical = False
+    if not canonical:
         return "not a plain relative path"
     try:
         raw = path.encode("utf-8")

@@ -33,8 +33,9 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
 
 
 def error_line(message: str) -> None:
-    """One `corral: …` line on stderr (newlines in `message` flattened)."""
-    flat = " ".join(message.split())
+    """One `corral: …` line on stderr (newlines flattened, control characters shown as `?`:
+    messages may carry text an agent or a model chose)."""
+    flat = "".join(c if c.isprintable() else "?" for c in " ".join(message.split()))
     print(f"corral: {flat}", file=sys.stderr)
 
 

@@ -133,7 +133,7 @@ def run(
         )
     except (CorralError, SandboxError) as exc:
         fail(str(exc), EXIT_USAGE if isinstance(exc, (ConfigError, NotFound)) else EXIT_FAILED)
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, KeyboardInterrupt):
         fail("interrupted before the run could end cleanly", EXIT_CANCELLED)
     except OSError as exc:
         fail(str(host_error(exc)))
@@ -199,15 +199,16 @@ async def _run(
     assert main is not None
     job: asyncio.Task[InteractionRecord] | None = None
     signals = 0
+    grace: asyncio.TimerHandle | None = None
 
     def on_signal() -> None:
         # First SIGINT/SIGTERM: cancel the run (it ends `cancelled`, its sandbox removed) and
         # give that STOP_GRACE seconds; a second signal, or the grace running out, stops now.
-        nonlocal signals
+        nonlocal signals, grace
         signals += 1
         if job is not None and not job.done() and signals == 1:
             job.cancel()
-            loop.call_later(STOP_GRACE, main.cancel)
+            grace = loop.call_later(STOP_GRACE, main.cancel)
         else:
             main.cancel()
 
@@ -229,6 +230,8 @@ async def _run(
             job = ctl.runner.start(rec)
             try:
                 final = await job
+                if grace is not None:
+                    grace.cancel()  # the run ended in time: what follows is not interrupted
                 # The run has ended and released its followers; this only bounds a follower
                 # that could not read the store, so `corral run` always returns.
                 with contextlib.suppress(TimeoutError, Exception):
