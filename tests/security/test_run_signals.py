@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 pytestmark = pytest.mark.docker
+CLI = [sys.executable, "-m", "runtime.cli", "run"]
 HANG_GUARD = 120  # seconds; a hang fails the test instead of blocking the suite
 
 
@@ -30,8 +31,7 @@ def write_agent(folder: Path, turns: list[dict[str, Any]]) -> Path:
 
 def start(home: Path, agent: Path, out: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "run", "--agent", str(agent)]
-        + ["--json", "--out", str(out), "wait"],
+        [*CLI, "--agent", str(agent), "--json", "--out", str(out), "wait"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
