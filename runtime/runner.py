@@ -19,7 +19,7 @@ from pathlib import Path
 import structlog
 
 from runtime import lifecycle
-from runtime.agents.browser_tools import image_has_browser
+from runtime.agents.browser_tools import BrowserRefusalWatcher, image_has_browser
 from runtime.agents.loop import AgentLoop, Limits, LoopResult, Recorder
 from runtime.agents.prompt import system_prompt
 from runtime.agents.refusals import RefusalWatcher
@@ -181,6 +181,12 @@ class Runner:
                 refusals = RefusalWatcher(sandbox, recorder.emit)
                 await refusals.start()
                 after_tool = _then(collector.scan, refusals.scan)
+            browser_refusals: BrowserRefusalWatcher | None = None
+            if toolbox.browser is not None:
+                # Navigations the browser refused (file:, chrome:, ...) become events too.
+                browser_refusals = BrowserRefusalWatcher(sandbox, recorder.emit)
+                await browser_refusals.start()
+                after_tool = _then(after_tool, browser_refusals.scan)
             loop = AgentLoop(
                 provider,
                 recorder,
@@ -211,6 +217,8 @@ class Runner:
                 await collector.scan()
                 if refusals is not None:
                     await refusals.scan()
+                if browser_refusals is not None:
+                    await browser_refusals.scan()
             status, errors = result.status, result.errors
         except asyncio.CancelledError:
             status, errors = (

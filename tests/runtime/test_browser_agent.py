@@ -206,6 +206,11 @@ async def test_a_local_file_is_an_error_result_and_the_run_goes_on(corral_home: 
     assert "refused to open 'file:///etc/passwd'" in results[0]["result"]
     assert "refused to open 'chrome://version'" in results[1]["result"]
     assert not any("root:x:0:0" in r["result"] for r in results)
+    refused = [e.payload for e in events if e.event_type == "network.refused"]
+    assert [(r["url"], r["source"]) for r in refused] == [
+        ("file:///etc/passwd", "browser:goto"),
+        ("chrome://version", "browser:goto"),
+    ]
 
 
 @pytest.mark.docker
