@@ -278,14 +278,7 @@ def classify_error(
         return status_failure("anthropic", status, detail, parse_retry_after(exc.response.headers))
     # The SDK does not wrap what goes wrong while a stream is read: httpx's own errors and
     # decoding errors arrive as they are.
-    t = timeouts or Timeouts()
-    fault = fault_failure(
-        "anthropic",
-        exc,
-        read_timeout=t.idle if streaming else t.response,
-        connect_timeout=t.connect,
-        streaming=streaming,
-    )
+    fault = fault_failure("anthropic", exc, timeouts, streaming=streaming)
     if fault is not None:
         return fault
     if isinstance(exc, anthropic.APIConnectionError):

@@ -370,16 +370,9 @@ def classify_error(
         if retry_after is None:
             retry_after = _retry_info_delay(exc.details)
         return status_failure("gemini", code, detail, retry_after)
-    t = timeouts or Timeouts()
     # The SDK re-raises a body that is not JSON as UnknownApiResponseError from the
     # JSONDecodeError; fault_failure reads the cause (and never quotes the body).
-    fault = fault_failure(
-        "gemini",
-        exc,
-        read_timeout=t.idle if streaming else t.response,
-        connect_timeout=t.connect,
-        streaming=streaming,
-    )
+    fault = fault_failure("gemini", exc, timeouts, streaming=streaming)
     if fault is not None:
         return fault
     if isinstance(exc, httpx.TransportError | httpx2.TransportError):

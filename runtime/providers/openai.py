@@ -371,14 +371,7 @@ def classify_error(
             _detail(exc),
             parse_retry_after(exc.response.headers),
         )
-    t = timeouts or Timeouts()
-    fault = fault_failure(
-        "openai",
-        exc,
-        read_timeout=t.idle if streaming else t.response,
-        connect_timeout=t.connect,
-        streaming=streaming,
-    )
+    fault = fault_failure("openai", exc, timeouts, streaming=streaming)
     if fault is not None:
         return fault
     if isinstance(exc, openai.APIConnectionError):

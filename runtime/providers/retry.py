@@ -35,6 +35,7 @@ from runtime.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
+from runtime.providers.base import Timeouts
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
@@ -204,15 +205,13 @@ _TRANSPORT = (httpx.TransportError, httpx2.TransportError)
 
 
 def fault_failure(
-    provider: str,
-    exc: BaseException,
-    *,
-    read_timeout: float | None,
-    connect_timeout: float | None,
-    streaming: bool,
+    provider: str, exc: BaseException, timeouts: Timeouts | None, *, streaming: bool
 ) -> Failure | None:
     """The failure for a fault any SDK may raise (or wrap, so the `__cause__` chain is read);
     None when `exc` is none of them. Messages are one line and never quote the reply."""
+    t = timeouts or Timeouts()
+    read_timeout = t.idle if streaming else t.response
+    connect_timeout = t.connect
     seen: BaseException | None = exc
     for _ in range(5):
         if seen is None:
