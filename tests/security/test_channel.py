@@ -60,6 +60,12 @@ async def test_agent_cannot_redirect_the_channel_to_another_sandbox(
             await fresh.aclose()
         host_rpc = a.handle.rpc_path.parent
         assert sorted(os.listdir(host_rpc)) == ["rpc.sock"]
+        # Nor can the agent speak to its own tool server as if it were the controller.
+        dial = await a.exec(
+            ["python3", "-c", "import socket; socket.socket(socket.AF_UNIX).connect("
+             "'/run/corral/rpc.sock')"]
+        )  # fmt: skip
+        assert dial.exit_code != 0 and "PermissionError" in dial.stderr
     finally:
         await a.destroy()
         await b.destroy()
