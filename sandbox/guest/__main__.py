@@ -1,11 +1,14 @@
 """Entry point: ``python3 -m corral_guest --socket PATH [--agent-uid UID:GID]`` or
-``--tcp HOST:PORT --token-file F``; ``--workspace DIR`` (default /workspace).
+``--tcp HOST:PORT --token-file F``; ``--workspace DIR`` (default /workspace);
+``--hello-timeout SECONDS`` (default 10: how long a connection may stay silent).
 
 Start-up is on the critical path of every cold sandbox, and asyncio with the tools behind it
-takes most of it (~60 ms of imports). So the socket is bound, and privileges dropped, with
-nothing but `os`, `sys` and `socket` loaded: the controller's connect succeeds at once and its
-hello waits in the listen backlog while the rest loads. `ssl`, which the guest never uses, is
-kept out of asyncio's import; argparse is not used at all.
+takes most of it (~50 ms of imports). So the socket is bound, and privileges dropped, with
+nothing but `os`, `sys` and `socket` loaded: the controller's connect succeeds at once. On the
+Unix transport the synchronous prelude (prelude.py: json, select and subprocess, ~6 ms more)
+then serves the handshake and the first exec, and asyncio is imported only when it hands
+over. `ssl`, which the guest never uses, is kept out of asyncio's import; argparse is not used
+at all.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ import sys
 
 USAGE = (
     "usage: corral_guest (--socket PATH [--agent-uid UID:GID] | --tcp HOST:PORT --token-file F)"
-    " [--workspace DIR]"
+    " [--workspace DIR] [--hello-timeout SECONDS]"
 )
-OPTIONS = ("--socket", "--tcp", "--token-file", "--workspace", "--agent-uid")
+OPTIONS = ("--socket", "--tcp", "--token-file", "--workspace", "--agent-uid", "--hello-timeout")
 
 
 def fail(message: str) -> None:
@@ -51,6 +54,11 @@ def parse_args(argv: list[str]) -> dict[str, str]:
         uid, _, gid = opts["--agent-uid"].partition(":")
         if not uid.isdigit() or not (gid or uid).isdigit():
             fail("--agent-uid takes UID:GID (numbers)")
+    try:
+        if float(opts.get("--hello-timeout", "10")) <= 0:
+            raise ValueError
+    except ValueError:
+        fail("--hello-timeout takes a positive number of seconds")
     return opts
 
 
@@ -112,10 +120,30 @@ def main(argv: list[str]) -> None:
 
         uid, _, gid = opts["--agent-uid"].partition(":")
         drop_to_agent(int(uid), int(gid or uid))
+    hello_timeout = float(opts.get("--hello-timeout", "10"))
+    handover = None
+    if "--socket" in opts and token is None:
+        from .prelude import Prelude
+
+        handover = Prelude(listener, opts["--workspace"], hello_timeout=hello_timeout).run()
+        if handover.stop:
+            import contextlib
+
+            with contextlib.suppress(OSError):
+                os.unlink(where)
+            return
     load_asyncio()
     from .server import run
 
-    run(listener, where, opts["--workspace"], token, unix="--socket" in opts)
+    run(
+        listener,
+        where,
+        opts["--workspace"],
+        token,
+        unix="--socket" in opts,
+        handover=handover,
+        hello_timeout=hello_timeout,
+    )
 
 
 if __name__ == "__main__":

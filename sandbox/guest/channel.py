@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .wire import (
@@ -37,9 +37,12 @@ class Channel(asyncio.BufferedProtocol):
         self,
         on_frame: Callable[[Header, bytes], None],
         on_close: Callable[[BaseException | None], None],
+        *,
+        on_open: Callable[[], None] | None = None,
     ) -> None:
         self._on_frame = on_frame
         self._on_close = on_close
+        self._on_open = on_open
         self.parser = FrameParser(self._deliver)
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -55,6 +58,8 @@ class Channel(asyncio.BufferedProtocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=4 * (1 << 20), low=1 << 20)
+        if self._on_open is not None:
+            self._on_open()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.parser.get_buffer()
@@ -77,6 +82,20 @@ class Channel(asyncio.BufferedProtocol):
     def resume_writing(self) -> None:
         self._paused = False
         self._wake_drainers(None)
+
+    def resume(
+        self, parser: FrameParser, frames: Iterable[tuple[Header, bytes]], unsent: bytes
+    ) -> None:
+        """Carry on a connection another reader started (the guest's synchronous prelude):
+        write the bytes it had queued, take over its parser (and the bytes it holds), then
+        deliver the frames it parsed but did not handle. Call once connected."""
+        assert self.transport is not None
+        if unsent:
+            self.transport.write(unsent)
+        parser.set_handler(self._deliver)
+        self.parser = parser
+        for header, payload in frames:
+            self._deliver(header, payload)
 
     # -- sending --------------------------------------------------------------------------
     def authenticated(self) -> None:
@@ -141,13 +160,13 @@ Item = tuple[Header, bytes]
 class CallState:
     """Queues and credit of one call on a `Channel`."""
 
-    def __init__(self, channel: Channel, call_id: int) -> None:
+    def __init__(self, channel: Channel, call_id: int, *, credit: int = WINDOW) -> None:
         self.channel = channel
         self.id = call_id
         self._items: collections.deque[Item] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         self._failure: BaseException | None = None
-        self._send_credit = WINDOW
+        self._send_credit = credit
         self._credit_waiter: asyncio.Future[None] | None = None
         self._unacked = 0  # received stream bytes (costs) not yet given back
         self._consumed = 0  # consumed but not yet announced to the peer

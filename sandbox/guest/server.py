@@ -26,19 +26,27 @@ from .errors import (
     LIMIT_EXCEEDED,
     PROTOCOL,
     TOOL_ERROR,
-    UNAUTHORIZED,
     ToolFailure,
 )
-from .execs import base_env, oom_count, resolve_cwd, run_exec
+from .execs import base_env, follow, oom_count, resolve_cwd, run_exec
+from .fdio import reap_later
 from .paths import Workspace
+from .prelude import Handover
 from .procs import ProcessTable
 from .pysession import PythonSession
-from .wire import CHUNK, PROTOCOL_VERSION, FrameError, Header
+from .wire import (
+    CHUNK,
+    HELLO_REPLY,
+    HELLO_TIMEOUT,
+    PROTOCOL_VERSION,
+    FrameError,
+    Header,
+    error_header,
+    hello_error,
+)
 
-HELLO_TIMEOUT = 10.0
 MAX_CALLS = 1024
 """Concurrent calls per connection."""
-MESSAGE_MAX = 8192
 
 Result = tuple[dict[str, Any], bytes]
 Handler = Callable[["Connection", CallState, dict[str, Any], bytes], Awaitable[Result]]
@@ -51,8 +59,13 @@ def log(message: str) -> None:
 class Guest:
     """State shared by all connections: workspace, background processes, Python session."""
 
-    def __init__(self, workspace: str, *, token: str | None = None) -> None:
+    def __init__(
+        self, workspace: str, *, token: str | None = None, hello_timeout: float = HELLO_TIMEOUT
+    ) -> None:
         self.ws = Workspace(workspace)
+        self.hello_timeout = hello_timeout
+        self.prelude: dict[str, Any] | None = None
+        """What the synchronous prelude served before this server started (None: no prelude)."""
         self.env = base_env(self.ws.root)
         self.token = token
         self.procs = ProcessTable()
@@ -72,14 +85,35 @@ class Guest:
 
 
 class Connection:
-    def __init__(self, guest: Guest) -> None:
+    def __init__(self, guest: Guest, adopted: Handover | None = None) -> None:
+        """A new connection, or (`adopted`) the one the prelude was serving: its handshake,
+        parser, unhandled frames, unsent output and running exec carry on here."""
         self.guest = guest
-        self.channel = Channel(self._on_frame, self._on_close)
+        on_open = None if adopted is None else (lambda: self._resume(adopted))
+        self.channel = Channel(self._on_frame, self._on_close, on_open=on_open)
         self.calls: dict[int, tuple[CallState, asyncio.Task[None]]] = {}
         self.ready = False
         loop = asyncio.get_running_loop()
-        self._hello_timer = loop.call_later(HELLO_TIMEOUT, self._hello_expired)
+        self._hello_timer = loop.call_later(guest.hello_timeout, self._hello_expired)
         guest.connections.add(self)
+        if adopted is not None and adopted.ready:
+            self._hello_timer.cancel()
+            self.ready = True
+            self.channel.authenticated()
+
+    def _resume(self, h: Handover) -> None:
+        run = h.exec
+        if run is not None:
+            state = CallState(self.channel, h.exec_id, credit=h.credit)
+
+            async def adopted(c: Connection, s: CallState, a: dict[str, Any], p: bytes) -> Result:
+                assert run is not None
+                return await follow(s, run), b""
+
+            task = asyncio.ensure_future(self._run(state, adopted, {}, b""))
+            self.calls[state.id] = (state, task)
+        assert h.parser is not None
+        self.channel.resume(h.parser, h.frames, h.unsent)
 
     # -- frames ---------------------------------------------------------------------------
     def _on_frame(self, header: Header, payload: bytes) -> None:
@@ -92,31 +126,14 @@ class Connection:
             self._fatal(PROTOCOL, f"bad frame: {exc}")
 
     def _hello(self, header: Header) -> None:
-        if header.get("t") != "hello":
-            self._fatal(PROTOCOL, "the first frame must be 'hello'")
+        problem = hello_error(header, self.guest.token)
+        if problem is not None:
+            self._fatal(*problem)
             return
-        version = header.get("v")
-        if version != PROTOCOL_VERSION:
-            self._fatal(
-                PROTOCOL,
-                f"protocol version mismatch: client speaks {version!r}, "
-                f"this guest speaks {PROTOCOL_VERSION}",
-            )
-            return
-        token = self.guest.token
-        if token is not None:
-            given = header.get("token")
-            import hmac  # only the TCP transport has a token
-
-            if not isinstance(given, str) or not hmac.compare_digest(
-                given.encode(), token.encode()
-            ):
-                self._fatal(UNAUTHORIZED, "wrong or missing token")
-                return
         self._hello_timer.cancel()
         self.ready = True
         self.channel.authenticated()
-        self.channel.send({"t": "hello", "v": PROTOCOL_VERSION, "server": "corral-guest"})
+        self.channel.send(HELLO_REPLY)
 
     def _dispatch(self, header: Header, payload: bytes) -> None:
         kind = header["t"]
@@ -176,10 +193,7 @@ class Connection:
             state.fail(ConnectionResetError("call ended"))
 
     def _error(self, call_id: int, code: str, message: str) -> None:
-        # Messages quote caller input (paths, commands): keep them far below the header cap.
-        if len(message) > MESSAGE_MAX:
-            message = message[:MESSAGE_MAX] + "...[truncated]"
-        self.channel.send({"t": "error", "id": call_id, "code": code, "message": message})
+        self.channel.send(error_header(call_id, code, message))
 
     def _fatal(self, code: str, message: str) -> None:
         """Tell the peer why, then close this connection (the guest itself carries on)."""
@@ -217,6 +231,7 @@ async def _info(c: Connection, s: CallState, a: dict[str, Any], p: bytes) -> Res
         "workspace": c.guest.ws.root,
         "playwright": importlib.util.find_spec("playwright") is not None,
         "oom_counter": oom_count() is not None,
+        "prelude": c.guest.prelude,
     }, b""
 
 
@@ -226,7 +241,7 @@ async def _exec(c: Connection, s: CallState, a: dict[str, Any], p: bytes) -> Res
 
 async def _spawn(c: Connection, s: CallState, a: dict[str, Any], p: bytes) -> Result:
     argv = A.command(a)
-    cwd = resolve_cwd(c.guest.ws, A.opt_string(a, "cwd"))
+    cwd = resolve_cwd(c.guest.ws.root, A.opt_string(a, "cwd"))
     handle = c.guest.procs.spawn(argv, cwd=cwd, env={**c.guest.env, **A.env(a)})
     return {"handle": handle}, b""
 
@@ -389,16 +404,29 @@ HANDLERS: dict[str, Handler] = {
 
 
 def run(
-    listener: socket.socket, where: str, workspace: str, token: str | None, *, unix: bool
+    listener: socket.socket,
+    where: str,
+    workspace: str,
+    token: str | None,
+    *,
+    unix: bool,
+    handover: Handover | None = None,
+    hello_timeout: float = HELLO_TIMEOUT,
 ) -> None:
-    """Serve on `listener` (bound by __main__) until SIGTERM/SIGINT."""
-    asyncio.run(_serve(listener, where, workspace, token, unix=unix))
+    """Serve on `listener` (bound by __main__) until SIGTERM/SIGINT; `handover` is what the
+    prelude leaves (an open connection, maybe a running exec)."""
+    guest = Guest(workspace, token=token, hello_timeout=hello_timeout)
+    asyncio.run(_serve(guest, listener, where, unix=unix, handover=handover))
 
 
 async def _serve(
-    listener: socket.socket, where: str, workspace: str, token: str | None, *, unix: bool
+    guest: Guest,
+    listener: socket.socket,
+    where: str,
+    *,
+    unix: bool,
+    handover: Handover | None,
 ) -> None:
-    guest = Guest(workspace, token=token)
     loop = asyncio.get_running_loop()
     server: asyncio.Server
     if unix:
@@ -408,6 +436,13 @@ async def _serve(
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if handover is not None:
+        guest.prelude = {**handover.stats, "handover": handover.reason}
+        for proc in handover.reap:
+            reap_later(proc)
+        if handover.sock is not None:
+            conn = Connection(guest, handover)
+            await loop.connect_accepted_socket(lambda: conn.channel, handover.sock)
     log(f"listening on {where}, workspace {guest.ws.root}, pid {os.getpid()}")
     try:
         await stop.wait()

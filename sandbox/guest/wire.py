@@ -15,6 +15,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from .errors import PROTOCOL, UNAUTHORIZED
+
 PROTOCOL_VERSION = 1
 
 PREFIX = struct.Struct("!II")
@@ -30,6 +32,11 @@ WINDOW = 8 << 20
 """Per-call flow-control window (bytes of stream frames in flight, see `frame_cost`)."""
 FRAME_OVERHEAD = 256
 """Accounted per stream frame so a flood of tiny frames also exhausts the window."""
+HELLO_TIMEOUT = 10.0
+"""Seconds the guest waits for a connection's hello before dropping it."""
+HELLO_REPLY = {"t": "hello", "v": PROTOCOL_VERSION, "server": "corral-guest"}
+MESSAGE_MAX = 8192
+"""Error messages quote caller input (paths, commands): they are cut far below the header cap."""
 
 _STAGING = 256 << 10
 _DIRECT_MIN = 64 << 10  # payloads at least this big are received into their own buffer
@@ -57,6 +64,32 @@ def encode_header(header: Header, payload_len: int) -> bytes:
     return PREFIX.pack(len(raw), payload_len) + raw
 
 
+def error_header(call_id: int, code: str, message: str) -> Header:
+    """An ``error`` frame's header (``id`` 0: the connection is refused)."""
+    if len(message) > MESSAGE_MAX:
+        message = message[:MESSAGE_MAX] + "...[truncated]"
+    return {"t": "error", "id": call_id, "code": code, "message": message}
+
+
+def hello_error(header: Header, token: str | None) -> tuple[str, str] | None:
+    """Why the guest refuses a connection's first frame (error code, message), or None."""
+    if header.get("t") != "hello":
+        return PROTOCOL, "the first frame must be 'hello'"
+    version = header.get("v")
+    if version != PROTOCOL_VERSION:
+        return PROTOCOL, (
+            f"protocol version mismatch: client speaks {version!r}, "
+            f"this guest speaks {PROTOCOL_VERSION}"
+        )
+    if token is not None:
+        given = header.get("token")
+        import hmac  # only the TCP transport has a token
+
+        if not isinstance(given, str) or not hmac.compare_digest(given.encode(), token.encode()):
+            return UNAUTHORIZED, "wrong or missing token"
+    return None
+
+
 class FrameParser:
     """Incremental frame decoder driven by `asyncio.BufferedProtocol` calls.
 
@@ -75,6 +108,10 @@ class FrameParser:
         self._direct: bytearray | None = None
         self._direct_filled = 0
         self._direct_header: Header = {}
+
+    def set_handler(self, on_frame: FrameHandler) -> None:
+        """Deliver frames elsewhere from now on (a connection changing hands)."""
+        self._on_frame = on_frame
 
     def set_limits(self, *, max_header: int, max_payload: int) -> None:
         """Raise the caps once the peer is authenticated."""
