@@ -237,7 +237,7 @@ async def test_reconnect_error_says_why_the_sandbox_is_gone(
 async def test_browser_runs_as_the_agent_without_capabilities(backend: DockerBackend) -> None:
     """Playwright starts Node.js and Chromium itself: they go through as_agent.py, so none of
     them keeps the server's real uid 0 (from which Chromium could regain root)."""
-    spec = SMALL.model_copy(update={"image": "corral/browser", "memory": 1024**3})
+    spec = SandboxSpec(image="corral/browser")  # Chromium needs the default /tmp and memory
     async with await Sandbox.create(spec, backend=backend) as sb:
         await sb.browser.goto("about:blank")
         ps = await sb.exec("ps -eo ruid=,euid=,suid=,comm=")

@@ -90,12 +90,20 @@ def test_sandbox_lifecycle(start_server: Callable[..., ServerThread]) -> None:
 def test_browser_actions_over_http(start_server: Callable[..., ServerThread]) -> None:
     srv = start_server(ApiConfig(keys=ApiKeys.from_mapping({"key-a": "a", "key-b": "b"})))
     base = f"{srv.url}/v1beta/sandboxes"
-    page = (
-        "data:text/html,<title>Hi</title><button onclick=\"document.title='clicked'\">Go</button>"
+    html = b"<title>Hi</title><button onclick=\"document.title='clicked'\">Go</button>"
+    # The browser opens web pages only: the page is served from inside the sandbox.
+    page = "http://127.0.0.1:8765/page.html"
+    serve = (
+        "(python3 -m http.server 8765 --bind 127.0.0.1 >/dev/null 2>&1 &); "
+        "for i in $(seq 100); do python3 -c 'import urllib.request as u; "
+        f"u.urlopen(\"{page}\")' 2>/dev/null && exit 0; sleep 0.1; done; exit 1"
     )
     with httpx.Client(timeout=120) as http:
         sid = http.post(base, json={"image": "corral/browser", "ttl": 600}, headers=A).json()["id"]
         try:
+            assert http.put(f"{base}/{sid}/files/page.html", content=html, headers=A).is_success
+            up = http.post(f"{base}/{sid}/exec", json={"command": serve}, headers=A)
+            assert up.json()["exit_code"] == 0, up.text
             r = http.post(
                 f"{base}/{sid}/browser", json={"action": "goto", "args": {"url": page}}, headers=A
             )
