@@ -96,7 +96,7 @@ def test_browser_actions_over_http(start_server: Callable[..., ServerThread]) ->
     serve = (
         "(python3 -m http.server 8765 --bind 127.0.0.1 >/dev/null 2>&1 &); "
         "for i in $(seq 100); do python3 -c 'import urllib.request as u; "
-        f"u.urlopen(\"{page}\")' 2>/dev/null && exit 0; sleep 0.1; done; exit 1"
+        f'u.urlopen("{page}")\' 2>/dev/null && exit 0; sleep 0.1; done; exit 1'
     )
     with httpx.Client(timeout=120) as http:
         sid = http.post(base, json={"image": "corral/browser", "ttl": 600}, headers=A).json()["id"]
