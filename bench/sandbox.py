@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -39,12 +40,64 @@ def ms(x: float) -> str:
     return f"{x * 1000:.2f} ms"
 
 
-async def bench(quick: bool) -> None:
+def docker_py_cold(api: Any) -> float:
+    """docker-py's low-level API: create + start a container, then its first exec."""
+    t = time.perf_counter()
+    created = api.create_container(
+        IMAGE,
+        command=["sleep", "infinity"],
+        host_config=api.create_host_config(network_mode="none"),
+    )
+    api.start(created["Id"])
+    ex = api.exec_create(created["Id"], "true", user="1000:1000")
+    api.exec_start(ex["Id"])
+    took = time.perf_counter() - t
+    assert api.exec_inspect(ex["Id"])["ExitCode"] == 0
+    api.remove_container(created["Id"], force=True)
+    return took
+
+
+async def cold_vs_docker_py(
+    backend: DockerBackend, spec: SandboxSpec, rounds: int
+) -> tuple[str, str, str, str]:
+    """Sandbox.create + first exec("true") against docker-py's create + start + exec_run,
+    interleaved round by round (alternating who goes first) so both see the same load."""
+    api = backend.client.api
+    ours: list[float] = []
+    theirs: list[float] = []
+    for i in range(rounds + 1):
+        for who in ("ours", "theirs") if i % 2 else ("theirs", "ours"):
+            if who == "theirs":
+                took = docker_py_cold(api)
+            else:
+                t = time.perf_counter()
+                sb = await Sandbox.create(spec, backend=backend)
+                r = await sb.exec("true")
+                took = time.perf_counter() - t
+                assert r.exit_code == 0
+                await sb.destroy()
+            if i:  # round 0 warms both paths up (image layers, staged guest, thread pool)
+                (ours if who == "ours" else theirs).append(took)
+    a, b = statistics.median(ours), statistics.median(theirs)
+    return (
+        f"cold create -> first exec vs docker-py (p50, {rounds} rounds)",
+        ms(a),
+        f"docker-py create+start+exec: {ms(b)}",
+        f"{a / b:.2f}x",
+    )
+
+
+async def bench(quick: bool, cold_only: bool = False) -> None:
     home = Path(tempfile.mkdtemp(prefix="corral-bench-"))
     backend = DockerBackend(home)
     spec = SandboxSpec(image=IMAGE, memory="512m", disk="1g")
     rows: list[tuple[str, str, str, str]] = []
     n_cold = 5 if quick else 10
+    if cold_only:
+        rows.append(await cold_vs_docker_py(backend, spec, 10 if quick else 20))
+        await backend.aclose()
+        _print(rows)
+        return
 
     # 1. cold create -> first exec result vs `docker run --rm IMAGE true`
     base = []
@@ -67,6 +120,9 @@ async def bench(quick: bool) -> None:
             f"{statistics.median(cold) / statistics.median(base):.2f}x",
         )
     )
+
+    # 1b. the same against docker-py's create + start + first exec_run, interleaved
+    rows.append(await cold_vs_docker_py(backend, spec, n_cold))
 
     # 2. warm pool acquire -> first exec result
     pool = WarmPool(backend)
@@ -177,7 +233,10 @@ async def bench(quick: bool) -> None:
         )
     )
     await backend.aclose()
+    _print(rows)
 
+
+def _print(rows: list[tuple[str, str, str, str]]) -> None:
     width = max(len(r[0]) for r in rows)
     print(f"\nCorral sandbox benchmark (image {IMAGE}, {os.cpu_count()} cores)\n")
     for r in rows:
@@ -188,4 +247,6 @@ if __name__ == "__main__":
     configure_logging("console", "warning")  # figures on stdout, not log lines
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    asyncio.run(bench(ap.parse_args().quick))
+    ap.add_argument("--cold-only", action="store_true", help="only the cold start vs docker-py")
+    opts = ap.parse_args()
+    asyncio.run(bench(opts.quick, opts.cold_only))
