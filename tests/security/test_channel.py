@@ -249,3 +249,23 @@ async def test_browser_runs_as_the_agent_without_capabilities(backend: DockerBac
             "for p in $(pgrep -f 'chromium|node'); do grep CapPrm /proc/$p/status; done"
         )
         assert caps.stdout and set(caps.stdout.split()) == {"CapPrm:", "0000000000000000"}
+
+
+async def test_sandboxes_of_an_older_channel_layout_are_removed_not_adopted(
+    backend: DockerBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sandbox created by a controller of the old layout had a world-writable socket folder:
+    a new controller must not keep talking to it."""
+    from sandbox.backends import docker as docker_backend
+
+    monkeypatch.setattr(docker_backend, "LAYOUT", "1")
+    old = await Sandbox.create(SMALL, backend=backend)
+    await old.close()
+    monkeypatch.undo()
+    fresh = DockerBackend(backend.home)
+    try:
+        report = await fresh.reconcile()
+        assert old.id in report.removed and old.id not in report.adopted
+        assert not old.handle.host_dir.exists()
+    finally:
+        await fresh.aclose()
