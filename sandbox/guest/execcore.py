@@ -181,10 +181,10 @@ class StdinFeed:
 class RunningExec:
     """One exec from its arguments to its result dict, whichever loop drives it.
 
-    `launch()` validates and starts; output read from `pipes` goes through `emit()`, which
-    queues frames' (stream, chunk) in `backlog` for the driver to send; `expire()` is the
-    timeout; `result()` the final dict. A launch failure (127/126) leaves `proc` None, its
-    message already in `backlog` and `code` set.
+    `launch()` validates and starts; output read from `pipes` is capped by `out.take()`
+    (`emit()` queues the chunks in `backlog`, for a driver that sends them later: the launch
+    failure message, the prelude); `expire()` is the timeout; `result()` the final dict. A
+    launch failure (127/126) leaves `proc` None, its message in `backlog` and `code` set.
     """
 
     def __init__(self, a: dict[str, Any], stdin: bytes, root: str, env0: Mapping[str, str]):

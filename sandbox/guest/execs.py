@@ -74,9 +74,11 @@ class _Pump:
                     loop.remove_reader(self.pipe.fd)
                     self._wake = None
                 continue
-            if data:
-                self.run_.emit(self.pipe.stream, data)
-                await _flush(self.sink, self.run_)
+            # Each pump sends its own chunks, in order (never through the shared backlog,
+            # where the other stream's pump could overtake them while waiting for credit).
+            header = {"t": "data", "id": self.sink.id, "s": self.pipe.stream}
+            for chunk in self.run_.out.take(data):
+                await self.sink.send_stream(header, chunk)
 
 
 async def _feed(feed: StdinFeed) -> None:
