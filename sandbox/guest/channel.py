@@ -167,7 +167,8 @@ class CallState:
         self._waiter: asyncio.Future[None] | None = None
         self._failure: BaseException | None = None
         self._send_credit = credit
-        self._credit_waiter: asyncio.Future[None] | None = None
+        self._credit_waiters: list[asyncio.Future[None]] = []
+        """Senders waiting for credit (an exec's stdout and stderr pumps may both wait)."""
         self._unacked = 0  # received stream bytes (costs) not yet given back
         self._consumed = 0  # consumed but not yet announced to the peer
 
@@ -206,8 +207,7 @@ class CallState:
         if self._failure is None:
             self._failure = exc
         self._wake()
-        if self._credit_waiter is not None and not self._credit_waiter.done():
-            self._credit_waiter.set_result(None)
+        self._wake_senders()
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -218,8 +218,13 @@ class CallState:
         if not isinstance(n, int) or isinstance(n, bool) or n <= 0 or n > WINDOW:
             raise FlowError(f"call {self.id}: invalid credit {n!r}")
         self._send_credit = min(self._send_credit + n, WINDOW)
-        if self._credit_waiter is not None and not self._credit_waiter.done():
-            self._credit_waiter.set_result(None)
+        self._wake_senders()
+
+    def _wake_senders(self) -> None:
+        waiters, self._credit_waiters = self._credit_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
     async def send_stream(self, header: Header, payload: bytes | bytearray | memoryview) -> None:
         """Send one stream frame once the peer has room for it."""
@@ -227,11 +232,13 @@ class CallState:
         while self._send_credit < cost:
             if self._failure is not None:
                 raise self._failure
-            self._credit_waiter = asyncio.get_running_loop().create_future()
+            fut = asyncio.get_running_loop().create_future()
+            self._credit_waiters.append(fut)
             try:
-                await self._credit_waiter
+                await fut
             finally:
-                self._credit_waiter = None
+                if fut in self._credit_waiters:
+                    self._credit_waiters.remove(fut)
         if self._failure is not None:
             raise self._failure
         self._send_credit -= cost

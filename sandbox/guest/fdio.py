@@ -8,11 +8,13 @@ through a pidfd (Linux >= 5.3), or through a waiting thread where pidfds are mis
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
 import subprocess
 import threading
+
+from .execcore import kill_group
+
+__all__ = ["kill_group", "readable", "reap_later", "set_once", "wait_exit", "writable"]
 
 READ_SIZE = 1 << 16
 
@@ -75,14 +77,6 @@ async def _wait_in_thread(proc: subprocess.Popen[bytes]) -> int:
 def _set_code(fut: asyncio.Future[int], code: int) -> None:
     if not fut.done():
         fut.set_result(code)
-
-
-def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
-    """Signal the whole process group of `proc` (it was started in its own session)."""
-    if proc.returncode is not None:
-        return  # reaped: its pid (and so the group id) may belong to someone else now
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
 
 
 def reap_later(proc: subprocess.Popen[bytes]) -> None:
