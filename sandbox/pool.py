@@ -122,7 +122,15 @@ class WarmPool:
 
     async def _create_one(self, spec: SandboxSpec) -> Sandbox:
         async with self._create_slots:
-            return await Sandbox.create(spec, backend=self.backend, labels={"corral.role": "pool"})
+            sb = await Sandbox.create(spec, backend=self.backend, labels={"corral.role": "pool"})
+        try:
+            # The guest serves a cold sandbox's first exec before it loads asyncio and then
+            # loads it (docs/rpc.md); do that here so an acquirer meets a fully started guest.
+            await sb.exec("true", timeout=30)
+        except BaseException:
+            await _quietly_destroy(sb)
+            raise
+        return sb
 
     async def aclose(self) -> None:
         """Stop refilling and destroy every sandbox still waiting in the pool."""
