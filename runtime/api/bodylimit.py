@@ -84,7 +84,7 @@ def _content_length(scope: Scope) -> int | None:
 
 async def _too_large(send: Send, limit: int) -> None:
     body = json.dumps(
-        error_body("payload_too_large", f"request body is larger than {limit} bytes")
+        error_body(413, "payload_too_large", f"request body is larger than {limit} bytes")
     ).encode()
     await send(
         {

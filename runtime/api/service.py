@@ -23,16 +23,16 @@ from runtime.agents.registry import is_path, resolve_agent_async
 from runtime.agents.spec import AgentSpec
 from runtime.api.config import ApiConfig
 from runtime.api.ephemeral import ephemeral_pair
-from runtime.api.errors import BadRequest
+from runtime.api.errors import BadRequest, FailedPrecondition
 from runtime.api.metrics import Metrics
 from runtime.api.policy import TenantPolicy
 from runtime.api.quotas import Quotas
 from runtime.api.schemas import AgentConfig, CreateInteraction, known_model
 from runtime.controller import Controller
-from runtime.errors import Conflict, NotFound
+from runtime.errors import ConfigError, Conflict, NotFound
 from runtime.events import TERMINAL_EVENT, EventBus
 from runtime.inference import Inference, InferenceRequest, input_steps, resolve_model
-from runtime.providers.registry import default_model_from_env
+from runtime.providers.registry import check_credentials, default_model_from_env, make_provider
 from runtime.runner import TERMINAL, RunOptions
 from runtime.steps import materialize, text_of
 from runtime.store.base import InteractionRecord, Store
@@ -160,7 +160,7 @@ class InteractionService:
 
     async def _create_model(self, tenant: str, body: CreateInteraction) -> Created:
         assert body.model is not None
-        self._check_model(body.model)
+        self._check_model(body.model, credentials=True)
         req = InferenceRequest(
             model=body.model,
             input=body.input,
@@ -181,7 +181,7 @@ class InteractionService:
     async def _create_agent(self, tenant: str, body: CreateInteraction, spec: AgentSpec) -> Created:
         overrides = body.agent_config or AgentConfig()
         model = overrides.model or spec.model or default_model_from_env()
-        self._check_model(model)
+        self._check_model(model, credentials=True, base_url=spec.base_url)
         steps = input_steps(body.input)
         if any(s.get("type") != "user_input" for s in steps):
             raise BadRequest("agent= input is the task: text content only (no steps)")
@@ -265,7 +265,12 @@ class InteractionService:
         if self.webhooks is not None:
             self.webhooks.kick()
 
-    def _check_model(self, model: str) -> None:
+    def _check_model(
+        self, model: str, *, credentials: bool = False, base_url: str | None = None
+    ) -> None:
+        """400 for a model we cannot run; with `credentials`, also when the server has no key
+        for its provider (FAILED_PRECONDITION at create, not a failed run). A custom provider
+        factory (tests, embedders) brings its own credentials."""
         try:
             known_model(model)
         except ValueError as exc:
@@ -276,6 +281,11 @@ class InteractionService:
                 "scripted models read files on the server; they are off on a multi-tenant "
                 "server (set CORRAL_ALLOW_SCRIPTED=1 to allow them)"
             )
+        if credentials and self.ctl.runner.provider_factory is make_provider:
+            try:
+                check_credentials(resolved, base_url=base_url)
+            except ConfigError as exc:
+                raise FailedPrecondition(f"model: {exc}") from None
 
     # -- agents -----------------------------------------------------------------------------
     async def resolve_agent(self, tenant: str, name: str) -> AgentSpec:

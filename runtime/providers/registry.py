@@ -77,11 +77,7 @@ def make_provider(
     limits = timeouts or timeouts_from_env(environ)
     key = api_key or _first(environ, _KEY_ENV[provider])
     url = base_url or environ.get(_BASE_URL_ENV[provider]) or None
-    if not key and not (url and provider != "gemini"):
-        # A keyless local server is fine for OpenAI-compatible (and Anthropic-compatible)
-        # endpoints; Gemini always wants a key.
-        hint = " (or a base_url for a local server)" if provider == "openai" else ""
-        raise ConfigError(f"{model}: no API key: set {' or '.join(_KEY_ENV[provider])}{hint}")
+    check_credentials(model, api_key=key, base_url=url, env=environ)
     if provider == "openai":
         from runtime.providers.openai import OpenAIProvider
 
@@ -93,6 +89,27 @@ def make_provider(
     from runtime.providers.gemini import GeminiProvider
 
     return GeminiProvider(name, api_key=key, base_url=url, retry=policy, timeouts=limits)
+
+
+def check_credentials(
+    model: str,
+    *,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """ConfigError when `make_provider(model, ...)` would find no API key (nothing is built)."""
+    environ = os.environ if env is None else env
+    provider, _ = parse_model(model)
+    if provider == "scripted":
+        return
+    key = api_key or _first(environ, _KEY_ENV[provider])
+    url = base_url or environ.get(_BASE_URL_ENV[provider]) or None
+    if not key and not (url and provider != "gemini"):
+        # A keyless local server is fine for OpenAI-compatible (and Anthropic-compatible)
+        # endpoints; Gemini always wants a key.
+        hint = " (or a base_url for a local server)" if provider == "openai" else ""
+        raise ConfigError(f"{model}: no API key: set {' or '.join(_KEY_ENV[provider])}{hint}")
 
 
 def timeouts_from_env(env: Mapping[str, str] = os.environ) -> Timeouts:

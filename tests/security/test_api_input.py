@@ -33,7 +33,7 @@ def post_raw(url: str, text: str) -> httpx.Response:
 def assert_4xx_naming(r: httpx.Response, field: str) -> None:
     assert 400 <= r.status_code < 500, r.text
     err = r.json()["error"]
-    assert set(err) >= {"code", "message"}
+    assert set(err) >= {"code", "message", "status"} and err["code"] == r.status_code
     assert field in err["message"], err
 
 

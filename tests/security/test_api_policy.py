@@ -119,7 +119,7 @@ def test_sandbox_over_a_ceiling_is_refused(
     r = httpx.post(f"{strict.url}/v1beta/sandboxes", json=body, headers=A, timeout=60)
     assert r.status_code == 403, r.text
     err = r.json()["error"]
-    assert err["code"] == "permission_denied"
+    assert (err["code"], err["status"]) == (403, "PERMISSION_DENIED")
     for w in words:
         assert w in err["message"]
 
@@ -187,7 +187,7 @@ def test_concurrent_streams_are_capped_per_tenant(
             third = httpx.get(url, headers=A, timeout=30)
             assert third.status_code == 429, third.text
             err = third.json()["error"]
-            assert err["code"] == "resource_exhausted"
+            assert (err["code"], err["status"]) == (429, "RESOURCE_EXHAUSTED")
             assert "streams" in err["message"] and "2" in err["message"]
             created = httpx.post(
                 f"{srv.url}/v1beta/interactions", json={**body, "stream": True}, headers=A
@@ -229,7 +229,7 @@ def test_live_sandboxes_are_capped_per_tenant(start_server: Callable[..., Server
                 made.append(r.json()["id"])
             r = http.post(base, json={"memory": "128m", "ttl": 300}, headers=A)
             assert r.status_code == 429, r.text
-            assert r.json()["error"]["code"] == "resource_exhausted"
+            assert r.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
             assert "live sandboxes" in r.json()["error"]["message"]
             assert "2" in r.json()["error"]["message"]
             # tenant-b has its own count

@@ -16,6 +16,7 @@ from google.genai._interactions.core.error import APIStatusError
 
 from runtime.api.auth import ApiKeys, load_api_keys, parse_env_keys
 from runtime.api.config import ApiConfig
+from runtime.api.errors import error_reason
 from runtime.errors import ConfigError
 from tests.runtime.api.conftest import ServerThread, sdk
 
@@ -44,7 +45,7 @@ def test_wrong_or_missing_key_is_401(multi: ServerThread, script: Callable[..., 
     for headers in ({}, {"x-goog-api-key": "nope"}, {"Authorization": "Bearer nope"}):
         r = httpx.post(f"{multi.url}/v1beta/interactions", json=body, headers=headers)
         assert r.status_code == 401
-        assert r.json()["error"]["code"] == "unauthenticated"
+        assert r.json()["error"]["status"] == "UNAUTHENTICATED"
     ok = httpx.post(
         f"{multi.url}/v1beta/interactions", json=body, headers={"Authorization": "Bearer key-a"}
     )
@@ -81,7 +82,7 @@ def test_body_cap_is_413(multi: ServerThread) -> None:
     r = httpx.post(
         f"{multi.url}/v1beta/interactions", json=big, headers={"x-goog-api-key": "key-a"}
     )
-    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+    assert r.status_code == 413 and error_reason(r.json()) == "payload_too_large"
 
     def chunks() -> Any:  # no Content-Length: counted as it streams
         for _ in range(100):
@@ -126,7 +127,7 @@ def test_idempotency_key(server: ServerThread, script: Callable[..., str]) -> No
     second = httpx.post(url, json=body, headers=h).json()
     assert first["id"] == second["id"] and second["status"] == "completed"
     clash = httpx.post(url, json={**body, "input": "other"}, headers=h)
-    assert clash.status_code == 409 and clash.json()["error"]["code"] == "conflict"
+    assert clash.status_code == 409 and error_reason(clash.json()) == "conflict"
     other = httpx.post(url, json=body, headers={"Idempotency-Key": "k-2"}).json()
     assert other["id"] != first["id"]
 
@@ -156,7 +157,8 @@ def test_agents_crud(server: ServerThread, script: Callable[..., str]) -> None:
     assert httpx.post(base, json={**spec, "name": "default"}).status_code == 409
     assert httpx.post(base, json={"name": "bad name!"}).status_code == 400
     listing = httpx.get(base).json()
-    assert [a["name"] for a in listing["agents"]] == ["writer"] and "default" in listing["builtin"]
+    mine = [a["id"] for a in listing["agents"] if not a["builtin"]]
+    assert mine == ["writer"] and "default" in [a["id"] for a in listing["agents"]]
     assert httpx.get(f"{base}/writer").json()["description"] == "Writes"
     assert httpx.delete(f"{base}/writer").status_code == 200
     assert httpx.get(f"{base}/writer").status_code == 404
