@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +46,24 @@ def run(*args: str) -> Any:
     return runner.invoke(app, ["run", *args], catch_exceptions=False)
 
 
-def containers_of(home: Path) -> list[Any]:
+@dataclass(frozen=True)
+class Container:
+    id: str
+    labels: dict[str, str]
+
+
+def containers_of(home: Path) -> list[Container]:
+    """One list call (no inspect per container, which races with a removal under way)."""
     client = docker.from_env()
     try:
-        return [
-            c
-            for c in client.containers.list(all=True, filters={"label": "corral.managed=true"})
-            if c.labels.get("corral.home") == str(home.resolve())
-        ]
+        rows = client.api.containers(all=True, filters={"label": "corral.managed=true"})
     finally:
         client.close()
+    return [
+        Container(str(row["Id"]), dict(row.get("Labels") or {}))
+        for row in rows
+        if (row.get("Labels") or {}).get("corral.home") == str(home.resolve())
+    ]
 
 
 def events(output: str) -> list[dict[str, Any]]:
@@ -97,7 +106,8 @@ def test_multi_step_run_delivers_files(tmp_path: Path, corral_home: Path) -> Non
     assert (out / "sub" / "b.md").read_text() == "# B\n"
     assert (out / "c.bin").read_bytes() == bytes(range(256))
     evs = events(res.output)
-    ids = [e["event_id"] for e in evs]
+    assert all(isinstance(e["event_id"], str) for e in evs)
+    ids = [int(e["event_id"]) for e in evs]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     kinds = {e["event_type"] for e in evs}
     assert {
