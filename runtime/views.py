@@ -1,4 +1,12 @@
-"""The Interactions-style JSON view of an interaction (used by events, the CLI and the API)."""
+"""The Interactions-style JSON view of an interaction (used by events, the CLI and the API).
+
+Runs record their sandbox tool calls as `function_call` / `function_result` steps (the
+conversation a model sees). On the wire, the shell and Python tools are shown the way the
+Interactions API shows code execution: `code_execution_call {id, arguments: {code, language}}`
+and `code_execution_result {call_id, result, is_error}` (`exec` is language `bash`, `python`
+is `python`: the two values the SDK's `Language` has). `public_step` does that translation; it
+is idempotent, so views stored before (or after) it read the same.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +20,46 @@ def iso(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+CODE_TOOLS = {"exec": ("bash", "command"), "python": ("python", "code")}
+"""Sandbox tools shown as code execution: name -> (language, argument holding the code)."""
+
+
+def public_step(step: dict[str, Any]) -> dict[str, Any]:
+    """A recorded step as the Interactions API shows it (exec/python as code execution)."""
+    kind = step.get("type")
+    name = step.get("name")
+    if not isinstance(name, str) or name not in CODE_TOOLS:
+        return step
+    language, field = CODE_TOOLS[name]
+    out: dict[str, Any]
+    if kind == "function_call":
+        args = step.get("arguments")
+        args = dict(args) if isinstance(args, dict) else {}
+        code = args.pop(field, "")
+        out = {
+            "type": "code_execution_call",
+            "id": step.get("id"),
+            "arguments": {"code": str(code), "language": language, **args},
+        }
+    elif kind == "function_result":
+        result = step.get("result")
+        out = {
+            "type": "code_execution_result",
+            "call_id": step.get("call_id"),
+            "result": result if isinstance(result, str | list) else str(result),
+            "is_error": bool(step.get("is_error")),
+        }
+    else:
+        return step
+    if step.get("signature"):
+        out["signature"] = step["signature"]
+    return out
+
+
+def public_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [public_step(s) for s in steps]
+
+
 def interaction_view(
     rec: InteractionRecord, steps: list[dict[str, Any]], *, include_input: bool = False
 ) -> dict[str, Any]:
@@ -21,7 +69,7 @@ def interaction_view(
         "status": rec.status,
         "created": iso(rec.created),
         "updated": iso(rec.updated),
-        "steps": steps,
+        "steps": public_steps(steps),
     }
     if rec.agent:
         view["agent"] = rec.agent
@@ -31,6 +79,8 @@ def interaction_view(
         view["previous_interaction_id"] = rec.previous_interaction_id
     if rec.usage:
         view["usage"] = rec.usage
+    if rec.config.get("labels"):
+        view["labels"] = rec.config["labels"]
     if rec.errors:
         view["errors"] = [{"code": e.get("code"), "message": e.get("message")} for e in rec.errors]
     if include_input:

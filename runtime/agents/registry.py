@@ -136,8 +136,33 @@ def _load(name: str, path: Path) -> AgentSpec:
     return spec
 
 
+# Keys the API keeps beside a stored spec (what it was made from); not spec fields.
+STORE_META_KEYS = ("base_agent",)
+
+
 def _from_store(name: str, data: Mapping[str, Any]) -> AgentSpec:
-    return AgentSpec.from_dict(data, source=f"store:{name}")
+    spec = {k: v for k, v in data.items() if k not in STORE_META_KEYS}
+    return AgentSpec.from_dict(spec, source=f"store:{name}")
+
+
+def file_agent_names(*, extra_dirs: Sequence[Path] = (), home: Path | None = None) -> list[str]:
+    """Names that resolve to a file (built-ins, examples, the user's folder), in lookup order.
+
+    These are shared by every tenant: the API lists them and refuses to replace or delete them.
+    """
+    seen: dict[str, None] = {}
+    for name, _ in _candidates(extra_dirs, home):
+        seen.setdefault(name)
+    return list(seen)
+
+
+def load_file_agent(
+    name: str, *, extra_dirs: Sequence[Path] = (), home: Path | None = None
+) -> AgentSpec | None:
+    """The file agent called `name` (None if no file has that name)."""
+    if is_path(name):
+        return None
+    return _resolve_files(name, extra_dirs, home)
 
 
 def _unknown(name: str, extra_dirs: Sequence[Path], home: Path | None) -> NotFound:

@@ -1,4 +1,9 @@
-"""Rendering run events for people (rich) or machines (--json, one event per line)."""
+"""Rendering run events for people (rich) or machines (--json, one event per line).
+
+`--json` lines carry `event_type` and `event_id` like the SSE payloads (`event_id` a string,
+as the google-genai SDK types it) over the recorded payload: every event the run recorded,
+Corral's own (`artifact.created`, ...) included, steps as recorded (`function_call` for exec).
+"""
 
 from __future__ import annotations
 
@@ -50,7 +55,9 @@ class EventPrinter:
     def __call__(self, ev: EventRecord) -> None:
         if self.as_json:
             sys.stdout.write(
-                json.dumps({"event_id": ev.event_id, "event_type": ev.event_type, **ev.payload})
+                json.dumps(
+                    {**ev.payload, "event_type": ev.event_type, "event_id": str(ev.event_id)}
+                )
                 + "\n"
             )
             sys.stdout.flush()

@@ -15,7 +15,12 @@ from fastapi.responses import StreamingResponse
 from runtime.api.deps import PrincipalDep, StateDep, TenantDep
 from runtime.api.schemas import CreateInteraction
 from runtime.api.service import Created
-from runtime.api.sse import event_frames, parse_last_event_id, sse_response
+from runtime.api.sse import (
+    event_frames,
+    parse_last_event_id,
+    sse_response,
+    wants_corral_events,
+)
 from runtime.events import EventBus
 
 router = APIRouter(tags=["interactions"])
@@ -26,6 +31,7 @@ async def create_interaction(
     body: CreateInteraction,
     state: StateDep,
     principal: PrincipalDep,
+    request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=256)] = None,
 ) -> dict[str, Any] | StreamingResponse:
     """Create an interaction: `model=` (inference) or `agent=` (a managed run in a sandbox).
@@ -44,7 +50,8 @@ async def create_interaction(
             lease.release()
         raise
     if lease is not None:
-        return sse_response(_frames(state, created.bus, created, 0), lease)
+        extras = wants_corral_events(request.query_params, request.headers)
+        return sse_response(_frames(state, created.bus, created, 0, extras), lease)
     if body.background:
         return await state.service.view(created.store, created.rec, skip_input=created.input_steps)
     final = await state.service.wait(created)
@@ -68,7 +75,8 @@ async def get_interaction(
         after = parse_last_event_id(last_event_id or request.headers.get("last-event-id"))
         created = Created(rec, state.ctl.store, state.ctl.bus, None, 0)
         lease = state.quotas.open_stream(principal.tenant, principal.policy)
-        return sse_response(_frames(state, state.ctl.bus, created, after), lease)
+        extras = wants_corral_events(request.query_params, request.headers)
+        return sse_response(_frames(state, state.ctl.bus, created, after, extras), lease)
     return await state.service.view(state.ctl.store, rec, include_input=include_input)
 
 
@@ -92,12 +100,16 @@ async def delete_interaction(
 
 
 async def _frames(
-    state: StateDep, bus: EventBus, created: Created, after: int
+    state: StateDep, bus: EventBus, created: Created, after: int, corral_events: bool = False
 ) -> AsyncIterator[bytes]:
     state.metrics.sse.inc()
     try:
         async for frame in event_frames(
-            bus, created.rec.id, after=after, heartbeat=state.config.heartbeat
+            bus,
+            created.rec.id,
+            after=after,
+            heartbeat=state.config.heartbeat,
+            corral_events=corral_events,
         ):
             yield frame
     finally:

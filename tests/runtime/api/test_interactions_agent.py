@@ -61,8 +61,8 @@ def test_agent_run_with_exec_artifacts_and_delete(
     assert run.status == "completed", run
     assert run.output_text == "Done: report.txt"
     types = [s.type for s in run.steps]
-    assert "function_call" in types and "function_result" in types
-    result = next(s for s in run.steps if s.type == "function_result")
+    assert "code_execution_call" in types and "code_execution_result" in types
+    result = next(s for s in run.steps if s.type == "code_execution_result")
     assert "wrote-it" in str(result.result)
 
     base = f"{server.url}/v1beta/interactions/{run.id}/artifacts"
@@ -102,7 +102,9 @@ def test_agent_background_poll_and_cancel(
     run = client.interactions.create(agent="sleeper", input="sleep", background=True)
     assert run.status == "in_progress"
     deadline = time.monotonic() + 60
-    while not any(s.type == "function_call" for s in client.interactions.get(run.id).steps or []):
+    while not any(
+        s.type == "code_execution_call" for s in client.interactions.get(run.id).steps or []
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     cancelled = client.interactions.cancel(run.id)

@@ -57,7 +57,7 @@ def test_sigkill_mid_run_then_restart(corral_home: Path, tmp_path: Path) -> None
         run = client.interactions.create(agent="long", input="wait", background=True)
         deadline = time.monotonic() + 60
         while not any(
-            s.type == "function_call" for s in client.interactions.get(run.id).steps or []
+            s.type == "code_execution_call" for s in client.interactions.get(run.id).steps or []
         ):
             assert time.monotonic() < deadline
             time.sleep(0.1)
@@ -122,7 +122,7 @@ def test_queued_run_starts_after_restart(corral_home: Path, tmp_path: Path) -> N
             assert time.monotonic() < deadline
             time.sleep(0.2)
         assert got.status == "completed", got.errors
-        results = [s for s in got.steps if s.type == "function_result"]
+        results = [s for s in got.steps if s.type == "code_execution_result"]
         assert "queued" in str(results[0].result)
         client.interactions.delete(run_id)
     finally:
