@@ -21,8 +21,15 @@ from runtime import lifecycle
 from runtime.agents.loop import AgentLoop, Limits, LoopResult, Recorder
 from runtime.errors import ConfigError, CorralError
 from runtime.events import EventBus
+from runtime.generation import (
+    check_media,
+    check_tool_choice,
+    check_tools,
+    client_tools,
+    generation_config,
+)
 from runtime.ids import new_id
-from runtime.providers.base import GenerationConfig, Message, ModelProvider, ToolSpec, Usage
+from runtime.providers.base import Message, ModelProvider, Usage
 from runtime.runner import ProviderFactory
 from runtime.steps import materialize, to_messages
 from runtime.store.base import InteractionRecord, Store
@@ -141,55 +148,6 @@ def _turn(item: dict[str, Any]) -> dict[str, Any]:
     return {"type": kind, "content": _content(item.get("content"))}
 
 
-def client_tools(tools: list[dict[str, Any]] | None) -> list[ToolSpec]:
-    specs: list[ToolSpec] = []
-    for tool in tools or []:
-        if tool.get("type") != "function":
-            raise ConfigError(
-                f"tool type {tool.get('type')!r} is not available with model=; only client-side "
-                "`function` tools are (server-side tools come with agent=)"
-            )
-        name = tool.get("name")
-        if not isinstance(name, str) or not name:
-            raise ConfigError("a function tool needs a name")
-        params = tool.get("parameters") or {"type": "object", "properties": {}}
-        specs.append(ToolSpec(name, str(tool.get("description") or ""), params))
-    return specs
-
-
-def generation_config(
-    config: dict[str, Any] | None, response_format: Any = None
-) -> GenerationConfig:
-    c = config or {}
-    stop = c.get("stop_sequences")
-    return GenerationConfig(
-        temperature=c.get("temperature"),
-        top_p=c.get("top_p"),
-        max_output_tokens=c.get("max_output_tokens"),
-        stop=list(stop) if stop else None,
-        seed=c.get("seed"),
-        response_schema=response_schema(response_format),
-    )
-
-
-def response_schema(fmt: Any) -> dict[str, Any] | None:
-    """The JSON schema of `response_format` (`{type, mime_type, schema}`, a list of those, or a
-    bare JSON schema as older clients send it)."""
-    if isinstance(fmt, list):
-        for item in fmt:
-            found = response_schema(item)
-            if found is not None:
-                return found
-        return None
-    if not isinstance(fmt, dict):
-        return None
-    if isinstance(fmt.get("schema"), dict):
-        return dict(fmt["schema"])
-    if "properties" in fmt or fmt.get("type") in ("object", "array"):
-        return dict(fmt)
-    return None
-
-
 @dataclass
 class InferenceRequest:
     model: str
@@ -197,6 +155,7 @@ class InferenceRequest:
     system_instruction: str | None = None
     generation_config: dict[str, Any] | None = None
     response_format: Any = None
+    response_mime_type: str | None = None
     tools: list[dict[str, Any]] = field(default_factory=list)
     previous_interaction_id: str | None = None
     store: bool = True
@@ -209,6 +168,7 @@ class InferenceRequest:
             "system_instruction": self.system_instruction,
             "generation_config": self.generation_config,
             "response_format": self.response_format,
+            "response_mime_type": self.response_mime_type,
             "tools": self.tools,
         }
 
@@ -228,7 +188,12 @@ class Inference:
         steps = input_steps(req.input)
         if not steps:
             raise ConfigError("input is required")
-        client_tools(req.tools)  # refuse bad tools before anything is recorded
+        # Refuse what cannot be honoured before anything is recorded.
+        config = generation_config(
+            req.generation_config, req.response_format, req.response_mime_type
+        )
+        check_tool_choice(config, check_tools(req.tools))
+        check_media(steps, model)
         if req.previous_interaction_id:
             await self.store.get_interaction(tenant, req.previous_interaction_id)
         rec = InteractionRecord(
@@ -268,7 +233,11 @@ class Inference:
                 client_tools=client_tools(cfg.get("tools")),
                 system=cfg.get("system_instruction"),
                 limits=Limits(max_steps=1, timeout=None),
-                config=generation_config(cfg.get("generation_config"), cfg.get("response_format")),
+                config=generation_config(
+                    cfg.get("generation_config"),
+                    cfg.get("response_format"),
+                    cfg.get("response_mime_type"),
+                ),
             )
             result = await loop.run(_ensure_user_turn(messages))
             status, errors = _status(result)

@@ -15,6 +15,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -28,10 +29,12 @@ from runtime.agents.tools import Toolbox
 from runtime.artifacts import ArtifactCollector, host_error, sweep_staging
 from runtime.errors import CorralError, NotFound, StorageFull
 from runtime.events import EventBus
+from runtime.generation import client_tools
 from runtime.ids import new_id
-from runtime.providers.base import GenerationConfig, Message, ModelProvider, Usage
+from runtime.providers.base import GenerationConfig, ModelProvider, Usage
 from runtime.providers.registry import make_provider
 from runtime.settings import Settings
+from runtime.steps import materialize, to_messages
 from runtime.store.base import InteractionRecord, Store, utcnow
 from runtime.views import interaction_view
 from sandbox.api import Sandbox
@@ -55,6 +58,10 @@ class RunOptions:
     max_total_tokens: int | None = None
     timeout: float | None = None
     image: str | None = None
+    system_instruction: str | None = None
+    """The caller's `system_instruction`, appended to the agent's instructions."""
+    client_tools: list[dict[str, Any]] | None = None
+    """The caller's `function` tools: a call to one ends the run `requires_action`."""
 
 
 class Runner:
@@ -88,8 +95,12 @@ class Runner:
         options: RunOptions | None = None,
         previous_interaction_id: str | None = None,
         background: bool = False,
+        steps: list[dict[str, Any]] | None = None,
     ) -> InteractionRecord:
+        """Record a run of `agent` on `task`; `steps` (the input as steps: user turns with media,
+        `function_result`s answering a `requires_action` run) replace the plain text task."""
         opts = options or RunOptions()
+        steps = steps or [{"type": "user_input", "content": [{"type": "text", "text": task}]}]
         if previous_interaction_id:
             await self.store.get_interaction(tenant, previous_interaction_id)  # NotFound early
         model = opts.model or agent.model
@@ -100,7 +111,11 @@ class Runner:
             model=model,
             input=task,
             previous_interaction_id=previous_interaction_id,
-            config={"agent_spec": agent.model_dump(mode="json"), "options": opts.__dict__},
+            config={
+                "agent_spec": agent.model_dump(mode="json"),
+                "options": opts.__dict__,
+                "input_steps": len(steps),
+            },
             output_dir=agent.output_dir,
             background=background,
         )
@@ -109,7 +124,8 @@ class Runner:
         await recorder.emit(
             "interaction.created", {"interaction": interaction_view(rec, [])}, flush=False
         )
-        await recorder.step({"type": "user_input", "content": [{"type": "text", "text": task}]})
+        for step in steps:
+            await recorder.step(step, flush=False)
         await recorder.drain()  # stored before create() returns: the run starts from them
         return rec
 
@@ -143,7 +159,8 @@ class Runner:
         )
         sandbox: Sandbox | None = None
         provider: ModelProvider | None = None
-        recorder = Recorder(self.bus, rec.id, next_index=1)
+        n_input = int(rec.config.get("input_steps", 1))
+        recorder = Recorder(self.bus, rec.id, next_index=n_input)
         result: LoopResult | None = None
         status, errors = "failed", [{"code": "internal", "message": "run did not finish"}]
         usage = Usage()
@@ -151,6 +168,7 @@ class Runner:
         try:
             provider = self.provider_factory(rec.model or "", base_url=spec.base_url)
             history = await lifecycle.history(self.store, rec)
+            given = to_messages(materialize(await self.store.list_events(rec.id))[:n_input])
             sandbox = await self._sandbox(rec, spec, opts)
             await self.store.update_interaction(rec.tenant, rec.id, sandbox_id=sandbox.id)
             await sandbox.files.mkdir(spec.output_dir)
@@ -191,8 +209,12 @@ class Runner:
                 provider,
                 recorder,
                 toolbox=toolbox,
+                client_tools=client_tools(opts.client_tools),
                 system=system_prompt(
-                    spec, skills=skills, data=[m.target for m in sandbox.spec.data]
+                    spec,
+                    skills=skills,
+                    data=[m.target for m in sandbox.spec.data],
+                    extra=opts.system_instruction,
                 ),
                 limits=limits,
                 config=GenerationConfig(
@@ -201,7 +223,7 @@ class Runner:
                 ),
                 after_tool=after_tool,
             )
-            messages = [*history, Message(role="user", content=str(rec.input))]
+            messages = [*history, *given]
             try:
                 async with asyncio.timeout(limits.timeout):
                     result = await loop.run(messages)

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from runtime.providers.base import Message, ToolCall
+from runtime.providers.base import Media, Message, ToolCall
 from runtime.store.base import EventRecord
 
 
@@ -58,6 +58,24 @@ def text_of(content: Any) -> str:
     return str(content)
 
 
+MEDIA_TYPES = ("image", "audio", "video", "document")
+
+
+def media_of(content: Any) -> list[Media]:
+    """The image / audio / video / document parts of an Interactions `content`."""
+    items = content if isinstance(content, list) else [content]
+    return [
+        Media(
+            kind=c["type"],
+            mime_type=c.get("mime_type"),
+            data=c.get("data"),
+            uri=c.get("uri"),
+        )
+        for c in items
+        if isinstance(c, dict) and c.get("type") in MEDIA_TYPES
+    ]
+
+
 def to_messages(steps: Iterable[dict[str, Any]]) -> list[Message]:
     """Steps -> neutral conversation. Consecutive model steps form one assistant message."""
     messages: list[Message] = []
@@ -73,7 +91,8 @@ def to_messages(steps: Iterable[dict[str, Any]]) -> list[Message]:
         kind = step.get("type")
         if kind == "user_input":
             flush()
-            messages.append(Message(role="user", content=text_of(step.get("content"))))
+            content = step.get("content")
+            messages.append(Message(role="user", content=text_of(content), media=media_of(content)))
         elif kind in ("model_output", "thought", "function_call"):
             if assistant is None:
                 assistant = Message(role="assistant")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,6 +178,9 @@ class AgentLoop:
                 return self._budget("max_steps", f"max_steps ({self.limits.max_steps}) reached")
             self.steps += 1
             turn = await self._model_turn(messages)
+            if turn.tool_calls and self.config is not None and self.config.tool_choice == "none":
+                # tool_choice=none: a call the model makes anyway is dropped, never run.
+                turn = dataclasses.replace(turn, tool_calls=[])
             messages.append(turn.to_message())
             if self.limits.max_total_tokens and self.usage.total > self.limits.max_total_tokens:
                 return self._budget(
@@ -216,11 +220,11 @@ class AgentLoop:
         )
         self.usage = self.usage + turn.usage
         step_usage = usage_dict(turn.usage)
-        if turn.thought:
-            thought: dict[str, Any] = {
-                "type": "thought",
-                "summary": [{"type": "text", "text": turn.thought}],
-            }
+        summaries = self.config is None or self.config.thinking_summaries
+        if turn.thought and (summaries or turn.thought_signature):
+            thought: dict[str, Any] = {"type": "thought"}
+            if summaries:
+                thought["summary"] = [{"type": "text", "text": turn.thought}]
             if turn.thought_signature:
                 thought["signature"] = turn.thought_signature
             await self.rec.step(thought)

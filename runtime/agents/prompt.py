@@ -10,7 +10,10 @@ Files you write under {output_dir} are delivered to the user as the run's artifa
 Network access: {network}."""
 
 
-def system_prompt(spec: AgentSpec, *, skills: list[str], data: list[str]) -> str:
+def system_prompt(
+    spec: AgentSpec, *, skills: list[str], data: list[str], extra: str | None = None
+) -> str:
+    """`extra`: the caller's `system_instruction`, after the agent's own."""
     network = {
         "none": "none (no internet)",
         "allowlist": "only these domains: " + ", ".join(spec.network.allow),
@@ -25,4 +28,6 @@ def system_prompt(spec: AgentSpec, *, skills: list[str], data: list[str]) -> str
         )
     if data:
         parts.append("Read-only data:\n" + "\n".join(f"- {d}" for d in data))
+    if extra and extra.strip():
+        parts.append(extra.strip())
     return "\n\n".join(parts)

@@ -111,9 +111,22 @@ class CreateInteraction(BaseModel):
     tools: list[dict[str, Any]] | None = None
     generation_config: dict[str, Any] | None = None
     response_format: dict[str, Any] | list[dict[str, Any]] | None = None
+    response_mime_type: str | None = Field(None, max_length=128)
+    """`text/plain` or `application/json` (JSON mode; a schema goes in `response_format`)."""
+    response_modalities: list[str] | None = Field(None, max_length=8)
+    """Only `["text"]`: other output modalities are refused."""
     agent_config: AgentConfig | None = None
     webhook_config: WebhookConfig | None = None
     labels: Labels | None = None
+
+    def unsupported(self) -> list[tuple[str, str]]:
+        """Fields the SDK can send that Corral cannot honour: (field, why), for a 400."""
+        found: list[tuple[str, str]] = []
+        for name, value in (self.model_extra or {}).items():
+            if value is None:
+                continue
+            found.append((name, UNSUPPORTED_FIELDS.get(name, "unknown field")))
+        return found
 
     @model_validator(mode="after")
     def _one_target(self) -> CreateInteraction:
@@ -126,11 +139,25 @@ class CreateInteraction(BaseModel):
         return self
 
 
-class AgentConfig(BaseModel):
-    """What a caller may override of an agent per run (`agent_config`). Unknown fields (the
-    SDK's `type`, ...) are ignored; the known ones are checked against the agent spec's bounds."""
+UNSUPPORTED_FIELDS = {
+    "safety_settings": "safety settings are not supported",
+    "service_tier": "service tiers are not supported",
+    "cached_content": "cached content is not supported",
+    "continuation_token": "continuation tokens are not supported (no run ends "
+    "requires_continuation)",
+    "environment": "environments are not supported; an agent's sandbox comes from its spec",
+}
 
-    model_config = ConfigDict(extra="ignore")
+
+class AgentConfig(BaseModel):
+    """What a caller may override of an agent per run (`agent_config`): the SDK's typed
+    `{"type": "dynamic", ...}` or an untyped object; the fields are checked against the agent
+    spec's bounds, and an unknown field or another `type` is a 400."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["dynamic"] | None = None
+    """The SDK's discriminator; Corral's agents are all `dynamic` (defined by their spec)."""
 
     model: Model | None = None
     max_steps: int | None = Field(default=None, ge=1, le=MAX_STEPS)

@@ -31,10 +31,11 @@ from runtime.api.schemas import AgentConfig, CreateInteraction, known_model
 from runtime.controller import Controller
 from runtime.errors import ConfigError, Conflict, NotFound
 from runtime.events import TERMINAL_EVENT, EventBus
+from runtime.generation import check_media, check_response_modalities, check_tools
 from runtime.inference import Inference, InferenceRequest, input_steps, resolve_model
 from runtime.providers.registry import check_credentials, default_model_from_env, make_provider
 from runtime.runner import TERMINAL, RunOptions
-from runtime.steps import materialize, text_of
+from runtime.steps import materialize, media_of, text_of
 from runtime.store.base import InteractionRecord, Store
 from runtime.views import interaction_view
 from runtime.webhooks import WebhookWorker, completion_payload, enqueue, valid_uri
@@ -89,6 +90,9 @@ class InteractionService:
             bad = [u for u in body.webhook_config.uris if not valid_uri(u)]
             if bad:
                 raise BadRequest(f"webhook_config.uris: not an http(s) URL: {bad[0]!r}")
+        for name, why in body.unsupported():
+            raise BadRequest(f"{name}: {why}")
+        check_response_modalities(body.response_modalities)
         if not body.store and (body.background or body.previous_interaction_id or body.agent):
             raise BadRequest(
                 "store=false works with model= only, without background or previous_interaction_id"
@@ -167,6 +171,7 @@ class InteractionService:
             system_instruction=body.system_instruction,
             generation_config=body.generation_config,
             response_format=body.response_format,
+            response_mime_type=body.response_mime_type,
             tools=body.tools or [],
             previous_interaction_id=body.previous_interaction_id,
             store=body.store,
@@ -183,17 +188,30 @@ class InteractionService:
         model = overrides.model or spec.model or default_model_from_env()
         self._check_model(model, credentials=True, base_url=spec.base_url)
         steps = input_steps(body.input)
-        if any(s.get("type") != "user_input" for s in steps):
-            raise BadRequest("agent= input is the task: text content only (no steps)")
+        if any(s.get("type") not in ("user_input", "function_result") for s in steps):
+            raise BadRequest(
+                "agent= input: the task (text and media) or function_result steps answering a "
+                "requires_action run"
+            )
         task = "\n\n".join(text_of(s.get("content")) for s in steps).strip()
-        if not task:
+        answers = any(s.get("type") == "function_result" for s in steps)
+        if not (task or answers or media_of_steps(steps)):
             raise BadRequest("input is required: the task for the agent")
+        check_media(steps, resolve_model(model))
+        check_tools(body.tools, agent_tools=set(spec.builtin_tools()))
+        if body.response_format is not None or body.response_mime_type not in (None, "text/plain"):
+            raise BadRequest(
+                "response_format: structured output goes with model=; an agent answers in text"
+            )
+        functions = [t for t in body.tools or [] if t.get("type") == "function"]
         opts = RunOptions(
             model=model,
             max_steps=overrides.max_steps,
             max_tool_calls=overrides.max_tool_calls,
             max_total_tokens=overrides.max_total_tokens,
             timeout=overrides.timeout,
+            system_instruction=body.system_instruction,
+            client_tools=functions or None,
         )
         rec = await self.ctl.runner.create(
             spec,
@@ -202,9 +220,10 @@ class InteractionService:
             options=opts,
             previous_interaction_id=body.previous_interaction_id,
             background=body.background,
+            steps=steps,
         )
         rec = await self._annotate(self.ctl.store, rec, body, "agent")
-        return Created(rec, self.ctl.store, self.ctl.bus, None, 1)
+        return Created(rec, self.ctl.store, self.ctl.bus, None, len(steps))
 
     async def _annotate(
         self, store: Store, rec: InteractionRecord, body: CreateInteraction, kind: str
@@ -367,6 +386,10 @@ class InteractionService:
             task.cancel()
         await _gather_quietly([*self.model_tasks.values()])
         await _gather_quietly(list(self._followers))
+
+
+def media_of_steps(steps: list[dict[str, Any]]) -> bool:
+    return any(media_of(s.get("content")) for s in steps if s.get("type") == "user_input")
 
 
 def check_agent(spec: AgentSpec, policy: TenantPolicy) -> None:

@@ -18,6 +18,7 @@ from runtime.providers.base import (
     ToolCall,
     ToolSpec,
     Usage,
+    offered_tools,
 )
 from runtime.providers.ids import unique_id
 from runtime.providers.retry import (
@@ -128,11 +129,21 @@ class AnthropicProvider:
         }
         if system:
             request["system"] = system
+        tools = offered_tools(tools, config)
         if tools:
             request["tools"] = [
                 {"name": t.name, "description": t.description, "input_schema": t.parameters}
                 for t in tools
             ]
+            if config.tool_choice is not None:
+                request["tool_choice"] = _tool_choice(config, tools)
+        if config.thinking_level is not None:
+            budget = THINKING_BUDGETS[config.thinking_level]
+            if config.max_output_tokens is None:
+                request["max_tokens"] = max(request["max_tokens"], budget + 4096)
+            # The budget must stay below max_tokens; Anthropic's floor is 1024.
+            budget = max(1024, min(budget, request["max_tokens"] - 1))
+            request["thinking"] = {"type": "enabled", "budget_tokens": budget}
         # Recent SDKs dropped the sampling keywords; the API still reads them from the body
         # for models that support them, so they travel as extra body fields.
         sampling = {"temperature": config.temperature, "top_p": config.top_p}
@@ -141,10 +152,11 @@ class AnthropicProvider:
             request["extra_body"] = extra
         if config.stop:
             request["stop_sequences"] = list(config.stop)
-        if config.response_schema is not None:
-            request["output_config"] = {
-                "format": {"type": "json_schema", "schema": config.response_schema}
-            }
+        schema = config.response_schema
+        if schema is None and config.json_mode:
+            schema = {"type": "object", "additionalProperties": True}
+        if schema is not None:
+            request["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
         # `seed` has no Anthropic equivalent; it is ignored.
         return request
 
@@ -210,7 +222,7 @@ def to_anthropic_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
 
     for m in messages:
         if m.role == "user":
-            add("user", [{"type": "text", "text": m.content}])
+            add("user", _user_blocks(m))
         elif m.role == "tool":
             add(
                 "user",
@@ -233,6 +245,42 @@ def to_anthropic_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
             ]
             add("assistant", blocks or [{"type": "text", "text": "(no output)"}])
     return out
+
+
+THINKING_BUDGETS: dict[str, int] = {
+    "minimal": 1024,
+    "low": 2048,
+    "medium": 8192,
+    "high": 16384,
+    "xhigh": 32768,
+}
+"""`thinking_level` -> extended-thinking `budget_tokens`."""
+
+
+def _tool_choice(config: GenerationConfig, tools: Sequence[ToolSpec]) -> dict[str, Any]:
+    mode = config.tool_choice
+    if mode == "any":
+        if len(tools) == 1 and config.allowed_tools:
+            return {"type": "tool", "name": tools[0].name}
+        return {"type": "any"}
+    return {"type": "none" if mode == "none" else "auto"}
+
+
+def _user_blocks(m: Message) -> list[dict[str, Any]]:
+    """Text, then image / document blocks (base64 or url source)."""
+    blocks: list[dict[str, Any]] = (
+        [{"type": "text", "text": m.content}] if m.content or not m.media else []
+    )
+    for media in m.media:
+        if media.kind not in ("image", "document"):
+            raise ConfigError(f"anthropic: {media.kind} input is not supported")
+        source: dict[str, Any] = (
+            {"type": "url", "url": media.uri}
+            if media.uri
+            else {"type": "base64", "media_type": media.mime_type, "data": media.data}
+        )
+        blocks.append({"type": media.kind, "source": source})
+    return blocks
 
 
 def _thinking_blocks(m: Message) -> list[dict[str, Any]]:

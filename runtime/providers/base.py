@@ -17,6 +17,27 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 Role = Literal["user", "assistant", "tool"]
+MediaKind = Literal["image", "audio", "video", "document"]
+ToolChoice = Literal["auto", "none", "any", "validated"]
+ThinkingLevel = Literal["minimal", "low", "medium", "high", "xhigh"]
+THINKING_LEVELS: tuple[ThinkingLevel, ...] = ("minimal", "low", "medium", "high", "xhigh")
+
+MEDIA_KINDS: dict[str, dict[MediaKind, frozenset[str]]] = {
+    # provider -> media kind -> the MIME types it takes ("*" any of that kind).
+    "openai": {"image": frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})},
+    "anthropic": {
+        "image": frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"}),
+        "document": frozenset({"application/pdf"}),
+    },
+    "gemini": {
+        "image": frozenset({"*"}),
+        "audio": frozenset({"*"}),
+        "video": frozenset({"*"}),
+        "document": frozenset({"*"}),
+    },
+    "scripted": {},
+}
+"""Input media each provider accepts; anything else is refused (400) before a run starts."""
 
 
 @dataclass(frozen=True)
@@ -41,10 +62,24 @@ class ToolCall:
     unchanged by keeping the `ToolCall` in the assistant `Message`."""
 
 
+@dataclass(frozen=True)
+class Media:
+    """An image, audio, video or document in a user turn: inline bytes or a URI."""
+
+    kind: MediaKind
+    mime_type: str | None = None
+    data: str | None = None
+    """Base64 (standard alphabet), as the Interactions API carries it."""
+    uri: str | None = None
+    """An http(s) URL (or a provider file URI such as `gs://` for Gemini)."""
+
+
 @dataclass
 class Message:
     role: Role
     content: str = ""
+    media: list[Media] = field(default_factory=list)
+    """User only: media that follow the text."""
     tool_calls: list[ToolCall] = field(default_factory=list)
     """Assistant only."""
     tool_call_id: str | None = None
@@ -88,6 +123,25 @@ class GenerationConfig:
     seed: int | None = None
     response_schema: dict[str, Any] | None = None
     """JSON Schema the final text must match (structured output)."""
+    json_mode: bool = False
+    """The answer must be JSON (any shape) when no `response_schema` is given."""
+    tool_choice: ToolChoice | None = None
+    """`auto`, `none` (never call a tool), `any` (must call one), `validated` (Gemini's mode:
+    calls checked against the schema; `auto` elsewhere)."""
+    allowed_tools: list[str] | None = None
+    """Only these function names are offered to the model."""
+    thinking_level: ThinkingLevel | None = None
+    """Reasoning effort (OpenAI), thinking budget (Anthropic), thinking level (Gemini)."""
+    thinking_summaries: bool = True
+    """Record the model's thought summaries as `thought` steps (False: signatures only)."""
+
+
+def offered_tools(tools: Sequence[ToolSpec], config: GenerationConfig) -> list[ToolSpec]:
+    """The tools a provider sends: all of them, or the `allowed_tools` among them."""
+    if config.allowed_tools is None:
+        return list(tools)
+    allowed = set(config.allowed_tools)
+    return [t for t in tools if t.name in allowed]
 
 
 @dataclass

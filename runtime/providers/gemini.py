@@ -25,6 +25,7 @@ from runtime.providers.base import (
     ToolCall,
     ToolSpec,
     Usage,
+    offered_tools,
 )
 from runtime.providers.ids import unique_id
 from runtime.providers.retry import (
@@ -154,6 +155,23 @@ class GeminiProvider:
             # The loop runs the tools; the SDK must not try to call Python functions itself.
             automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
         )
+        tools = offered_tools(tools, config)
+        if config.thinking_level is not None:
+            level = "high" if config.thinking_level == "xhigh" else config.thinking_level
+            cfg.thinking_config = types.ThinkingConfig(
+                thinking_level=types.ThinkingLevel(level.upper()), include_thoughts=True
+            )
+        if tools and config.tool_choice is not None:
+            cfg.tool_config = types.ToolConfig(
+                function_calling_config=types.FunctionCallingConfig(
+                    mode=types.FunctionCallingConfigMode(config.tool_choice.upper()),
+                    allowed_function_names=(
+                        [t.name for t in tools]
+                        if config.allowed_tools and config.tool_choice in ("any", "validated")
+                        else None
+                    ),
+                )
+            )
         if tools:
             cfg.tools = [
                 types.Tool(
@@ -170,6 +188,8 @@ class GeminiProvider:
         if config.response_schema is not None:
             cfg.response_mime_type = "application/json"
             cfg.response_json_schema = config.response_schema
+        elif config.json_mode:
+            cfg.response_mime_type = "application/json"
         return cfg
 
 
@@ -294,7 +314,7 @@ def to_gemini_contents(messages: Sequence[Message]) -> list[types.Content]:
 
     for m in messages:
         if m.role == "user":
-            add("user", [types.Part(text=m.content)])
+            add("user", _user_parts(m))
         elif m.role == "assistant":
             parts: list[types.Part] = []
             signature = _decode_signature(m.thought_signature)
@@ -326,6 +346,20 @@ def to_gemini_contents(messages: Sequence[Message]) -> list[types.Content]:
                 ],
             )
     return contents
+
+
+def _user_parts(m: Message) -> list[types.Part]:
+    """Text, then media: inline bytes as `inline_data`, URIs as `file_data`."""
+    parts = [types.Part(text=m.content)] if m.content or not m.media else []
+    for media in m.media:
+        if media.uri:
+            parts.append(
+                types.Part(file_data=types.FileData(file_uri=media.uri, mime_type=media.mime_type))
+            )
+        else:
+            raw = base64.b64decode(media.data or "")
+            parts.append(types.Part(inline_data=types.Blob(data=raw, mime_type=media.mime_type)))
+    return parts
 
 
 def _wire_id(call_id: str) -> str | None:

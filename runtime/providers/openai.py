@@ -21,6 +21,7 @@ from runtime.providers.base import (
     ToolCall,
     ToolSpec,
     Usage,
+    offered_tools,
 )
 from runtime.providers.ids import unique_id
 from runtime.providers.retry import (
@@ -126,6 +127,7 @@ class OpenAIProvider:
             "model": self.model,
             "messages": to_openai_messages(messages, system),
         }
+        tools = offered_tools(tools, config)
         if tools:
             request["tools"] = [
                 {
@@ -138,6 +140,11 @@ class OpenAIProvider:
                 }
                 for t in tools
             ]
+            choice = _tool_choice(config, tools)
+            if choice is not None:
+                request["tool_choice"] = choice
+        if config.thinking_level is not None:
+            request["reasoning_effort"] = config.thinking_level
         if config.temperature is not None:
             request["temperature"] = config.temperature
         if config.top_p is not None:
@@ -155,6 +162,8 @@ class OpenAIProvider:
                 "type": "json_schema",
                 "json_schema": {"name": "response", "schema": config.response_schema},
             }
+        elif config.json_mode:
+            request["response_format"] = {"type": "json_object"}
         return request
 
     def _turn_from_response(self, response: Any) -> ModelTurn:
@@ -307,7 +316,7 @@ def to_openai_messages(messages: Sequence[Message], system: str | None) -> list[
         out.append({"role": "system", "content": system})
     for m in messages:
         if m.role == "user":
-            out.append({"role": "user", "content": m.content})
+            out.append({"role": "user", "content": _user_content(m)})
         elif m.role == "assistant":
             item: dict[str, Any] = {"role": "assistant", "content": m.content or None}
             if m.tool_calls:
@@ -325,6 +334,30 @@ def to_openai_messages(messages: Sequence[Message], system: str | None) -> list[
             content = f"ERROR: {m.content}" if m.is_error else m.content
             out.append({"role": "tool", "tool_call_id": m.tool_call_id or "", "content": content})
     return out
+
+
+def _tool_choice(config: GenerationConfig, tools: Sequence[ToolSpec]) -> Any:
+    mode = config.tool_choice
+    if mode is None:
+        return None
+    if mode == "any":
+        if len(tools) == 1 and config.allowed_tools:
+            return {"type": "function", "function": {"name": tools[0].name}}
+        return "required"
+    return "none" if mode == "none" else "auto"  # validated: the schema is the server's
+
+
+def _user_content(m: Message) -> str | list[dict[str, Any]]:
+    """Plain text, or text and `image_url` parts (inline data as a `data:` URL)."""
+    if not m.media:
+        return m.content
+    parts: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
+    for media in m.media:
+        if media.kind != "image":
+            raise ConfigError(f"openai: {media.kind} input is not supported")
+        url = media.uri or f"data:{media.mime_type};base64,{media.data}"
+        parts.append({"type": "image_url", "image_url": {"url": url}})
+    return parts
 
 
 def usage_from_openai(usage: Any) -> Usage:

@@ -1,0 +1,160 @@
+"""Tool types and agent= options through the google-genai SDK: honoured (asserting on what the
+model received) or refused with 400 naming them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.compat.recording import (
+    calls,
+    create,
+    fake,
+    last_body,
+    mode,
+    refused,
+    says,
+    srv,
+    start_server,
+)
+from tests.runtime.api.conftest import ServerThread
+from tests.runtime.providers.fakes import FakeServer
+
+__all__ = ["fake", "mode", "srv", "start_server"]
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather of a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+
+
+@pytest.mark.parametrize(
+    ("tool", "words"),
+    [
+        ({"type": "google_search"}, "no search backend"),
+        ({"type": "mcp_server", "name": "m", "url": "https://x.org/mcp"}, "not supported yet"),
+        ({"type": "url_context"}, "url_context is not supported yet"),
+        ({"type": "code_execution"}, "code_execution with model= is not supported yet"),
+        ({"type": "computer_use"}, "computer use is not supported"),
+        ({"type": "file_search"}, "file search is not supported"),
+        ({"type": "google_maps"}, "Google Maps is not supported"),
+    ],
+)
+def test_server_side_tools_with_model_are_400_naming_them(
+    srv: ServerThread, fake: FakeServer, mode: str, tool: dict[str, Any], words: str
+) -> None:
+    text = refused(srv.url, mode, model="openai:gpt-fake", input="hi", tools=[tool])
+
+    assert words in text and tool["type"] in text
+    assert fake.requests == []
+
+
+def test_function_tools_with_model_end_requires_action(
+    srv: ServerThread, fake: FakeServer, mode: str
+) -> None:
+    fake.add(calls("get_weather", '{"city": "Paris"}'), says("openai", "sunny"))
+
+    first = create(srv.url, mode, model="openai:gpt-fake", input="Weather?", tools=[WEATHER])
+
+    assert first.status == "requires_action"
+    call = first.steps[-1]
+    assert call.type == "function_call" and call.name == "get_weather"
+    sent = last_body(fake)["tools"]
+    assert sent[0]["function"]["name"] == "get_weather"
+    second = create(
+        srv.url,
+        mode,
+        model="openai:gpt-fake",
+        previous_interaction_id=first.id,
+        tools=[WEATHER],
+        input=[{"type": "function_result", "call_id": call.id, "name": call.name, "result": "sun"}],
+    )
+    assert second.status == "completed" and second.output_text == "sunny"
+    tool_msg = last_body(fake)["messages"][-1]
+    assert tool_msg == {"role": "tool", "tool_call_id": call.id, "content": "sun"}
+
+
+# -- agent= -------------------------------------------------------------------------------
+
+
+def _agent(url: str, name: str, tools: list[str]) -> None:
+    spec = {
+        "name": name,
+        "model": "openai:gpt-fake",
+        "instructions": "Test agent.",
+        "tools": tools,
+        "limits": {"max_steps": 5, "max_tool_calls": 5, "timeout": 120},
+    }
+    httpx.post(f"{url}/v1beta/agents", json=spec, timeout=30).raise_for_status()
+
+
+@pytest.mark.docker
+def test_agent_honours_system_instruction_and_function_tools(
+    srv: ServerThread, fake: FakeServer, mode: str
+) -> None:
+    _agent(srv.url, "helper", ["exec"])
+    fake.add(calls("get_weather", '{"city": "Paris"}'), says("openai", "It is sunny."))
+
+    first = create(
+        srv.url,
+        mode,
+        agent="helper",
+        input="Weather in Paris?",
+        system_instruction="Answer in French.",
+        tools=[WEATHER, {"type": "code_execution"}],
+        agent_config={"type": "dynamic", "max_steps": 4},
+    )
+
+    assert first.status == "requires_action", first
+    call = first.steps[-1]
+    assert call.type == "function_call" and call.name == "get_weather"
+    body = last_body(fake)
+    system = body["messages"][0]
+    assert system["role"] == "system"
+    assert system["content"].startswith("Test agent.")
+    assert system["content"].endswith("Answer in French.")
+    names = {t["function"]["name"] for t in body["tools"]}
+    assert {"exec", "get_weather"} <= names
+
+    second = create(
+        srv.url,
+        mode,
+        agent="helper",
+        previous_interaction_id=first.id,
+        tools=[WEATHER],
+        input=[{"type": "function_result", "call_id": call.id, "name": call.name, "result": "sun"}],
+    )
+    assert second.status == "completed", second
+    assert second.output_text == "It is sunny."
+    tool_msg = last_body(fake)["messages"][-1]
+    assert tool_msg["role"] == "tool" and tool_msg["tool_call_id"] == call.id
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"tools": [{"type": "google_search"}]}, "no search backend"),
+        ({"tools": [{"type": "code_execution"}]}, "no exec tool"),
+        ({"tools": [{"type": "url_context"}]}, "url_context"),
+        ({"agent_config": {"type": "deep-research"}}, "agent_config"),
+        ({"agent_config": {"type": "dynamic", "frobnicate": 1}}, "frobnicate"),
+        ({"response_modalities": ["audio"]}, "response_modalities"),
+        (
+            {"response_format": {"type": "text", "mime_type": "application/json", "schema": {}}},
+            "response_format",
+        ),
+    ],
+)
+def test_agent_refusals_name_the_field(
+    srv: ServerThread, fake: FakeServer, mode: str, kwargs: dict[str, Any], words: str
+) -> None:
+    _agent(srv.url, "reader", ["files"])
+
+    text = refused(srv.url, mode, agent="reader", input="hi", **kwargs)
+
+    assert words in text
+    assert fake.requests == []
