@@ -81,8 +81,6 @@ def interaction_view(
         view["usage"] = rec.usage
     if rec.config.get("labels"):
         view["labels"] = rec.config["labels"]
-    if rec.config.get("labels"):
-        view["labels"] = rec.config["labels"]
     if rec.errors:
         view["errors"] = [{"code": e.get("code"), "message": e.get("message")} for e in rec.errors]
     if include_input:
