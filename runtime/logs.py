@@ -1,4 +1,12 @@
-"""structlog configuration: JSON lines for machines, readable lines on a terminal, to stderr."""
+"""One structured log stream: structlog's events and the standard library's records (uvicorn,
+libraries, `warnings`) rendered by the same renderer — JSON lines for machines
+(`CORRAL_LOG_FORMAT=json`), readable lines on a terminal — to stderr.
+
+uvicorn is run with `log_config=None` and without its access log (`runtime.api.server`), so it
+adds no handler or format of its own: its records reach the root handler installed here. HTTP
+access lines are structlog events (`http.access` with method, path, status, duration_ms; see
+`runtime.api.accesslog`).
+"""
 
 from __future__ import annotations
 
@@ -7,24 +15,62 @@ import sys
 
 import structlog
 
+# Loggers whose own handlers would print plain lines beside ours.
+FOREIGN = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+
+
+def _drop_color_message(
+    _logger: object, _name: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    event.pop("color_message", None)  # uvicorn's ANSI copy of the message
+    return event
+
 
 def configure_logging(fmt: str = "auto", level: str = "warning") -> None:
-    lvl = getattr(logging, level.upper(), logging.WARNING)
+    lvl = logging.getLevelNamesMapping().get(level.upper(), logging.WARNING)
     pretty = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer(colors=False)
         if pretty
         else structlog.processors.JSONRenderer()
     )
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                *shared,
+                structlog.stdlib.add_logger_name,
+                structlog.stdlib.ExtraAdder(),
+                _drop_color_message,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_corral", False):
+            root.removeHandler(old)
+    handler._corral = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(lvl)
+    for name in FOREIGN:
+        foreign = logging.getLogger(name)
+        foreign.handlers.clear()
+        foreign.propagate = True
+        foreign.setLevel(lvl)
+    logging.captureWarnings(True)

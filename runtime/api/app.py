@@ -15,12 +15,15 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import structlog
 from fastapi import Depends, FastAPI
 
+from runtime.api.accesslog import AccessLog
 from runtime.api.bodylimit import BodyLimit
 from runtime.api.config import ApiConfig
 from runtime.api.deps import ApiState
+from runtime.api.docs import install_docs
 from runtime.api.errors import install_error_handlers
 from runtime.api.hub import SandboxHub
 from runtime.api.metrics import HttpMetrics, Metrics, note_route
+from runtime.api.openapi import install_openapi
 from runtime.api.quotas import Quotas
 from runtime.api.routes import agents, artifacts, health, interactions, sandboxes, webhooks
 from runtime.api.service import InteractionService
@@ -80,8 +83,12 @@ def create_app(
         summary="Self-hosted runtime for managed AI agents (Interactions-compatible API)",
         lifespan=lifespan,
         dependencies=[Depends(note_route)],
+        docs_url=None,  # served from local files by install_docs (no CDN)
+        redoc_url=None,
     )
     install_error_handlers(app)
+    install_openapi(app)
+    install_docs(app)
     for version in API_VERSIONS:
         app.include_router(interactions.router, prefix=f"/{version}")
     app.include_router(agents.router)
@@ -91,6 +98,7 @@ def create_app(
     app.include_router(health.router)
     app.add_middleware(BodyLimit, json_limit=cfg.json_limit, upload_limit=cfg.upload_limit)
     app.add_middleware(HttpMetrics, metrics=metrics)
+    app.add_middleware(AccessLog)
     return app
 
 

@@ -130,12 +130,18 @@ def uvicorn_config(
     log_level: str = "warning",
     **extra: Any,
 ) -> uvicorn.Config:
-    """The uvicorn configuration `corral serve` (and the tests' server) run with."""
+    """The uvicorn configuration `corral serve` (and the tests' server) run with.
+
+    uvicorn installs no logging configuration of its own (`log_config=None`) and writes no
+    access log: its records go to the process's structlog stream (`runtime.logs`), and access
+    lines are `http.access` events (`runtime.api.accesslog`)."""
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
+        log_config=None,
+        access_log=False,
         http=protocol_class(limits),
         timeout_keep_alive=max(1, round(limits.keep_alive)),
         limit_concurrency=limits.max_connections,

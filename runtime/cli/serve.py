@@ -9,7 +9,10 @@ import typer
 
 from runtime.cli.common import EXIT_USAGE, fail
 from runtime.errors import ConfigError
+from runtime.logs import configure_logging
 from runtime.settings import Settings
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 def is_loopback(host: str) -> bool:
@@ -24,10 +27,15 @@ def is_loopback(host: str) -> bool:
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=0, max=65535)] = 8000,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    log_level: Annotated[
+        str | None,
+        typer.Option(help="Log level (default CORRAL_LOG_LEVEL, else warning); info logs access."),
+    ] = None,
 ) -> None:
     """Serve the HTTP API. Without API keys (CORRAL_API_KEYS or api_keys.json) it is a
-    single-user server and listens on loopback only."""
+    single-user server and listens on loopback only. Logs (uvicorn's included) are one
+    structlog stream on stderr, JSON with CORRAL_LOG_FORMAT=json; `info` adds one
+    `http.access` event per request."""
     import uvicorn
 
     from runtime.api.app import create_app
@@ -35,6 +43,10 @@ def serve(
     from runtime.api.server import uvicorn_config
 
     settings = Settings.from_env()
+    level = (log_level or settings.log_level).lower()
+    if level not in LOG_LEVELS:
+        fail(f"log level must be one of {', '.join(LOG_LEVELS)}, not {level!r}", EXIT_USAGE)
+    configure_logging(settings.log_format, level)
     try:
         config = ApiConfig.from_env(settings)
     except ConfigError as exc:
@@ -51,7 +63,7 @@ def serve(
         host=host,
         port=port,
         limits=config.server,
-        log_level=log_level,
+        log_level=level,
         timeout_graceful_shutdown=10,
     )
     uvicorn.Server(server_config).run()
