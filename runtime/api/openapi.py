@@ -210,9 +210,11 @@ ERRORS = {
     "401": "Missing or unknown API key",
     "403": "Over one of the key's ceilings",
     "404": "No such object for this key's tenant, or no such route",
+    "409": "The object's state does not allow this (or an Idempotency-Key reused)",
     "413": "Request body over its cap",
     "429": "The tenant's live-sandbox or stream cap is reached",
     "500": "Internal error",
+    "503": "A backend (Docker, the store) is unavailable",
 }
 SECURITY_SCHEMES = {
     "ApiKeyHeader": {

@@ -1,4 +1,5 @@
-"""Property-based fuzzing of the OpenAPI spec: no input may produce a 5xx.
+"""Property-based fuzzing of the OpenAPI spec: no input may produce a 5xx, and every response
+matches what /openapi.json documents (status code, content type, body schema).
 
 Bounded (a few examples per operation, derandomized). Operations that would start real
 sandboxes (sandbox create) are left out; fuzzed `agent=` names do not resolve, and fuzzed
@@ -11,11 +12,23 @@ from typing import Any
 
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from tests.runtime.api.conftest import ServerThread
 
 EXCLUDED = {("POST", "/v1beta/sandboxes")}
+# No 5xx; and every answer (errors included) has a documented status, content type and schema.
+CHECKS = (
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+)
 
 
 def test_no_server_errors(server: ServerThread) -> None:
@@ -36,7 +49,7 @@ def test_no_server_errors(server: ServerThread) -> None:
         )
         def run(case: Any) -> None:
             response = case.call(base_url=server.url, timeout=30)
-            case.validate_response(response, checks=(not_a_server_error,))
+            case.validate_response(response, checks=CHECKS)
 
         run()
         checked += 1
