@@ -26,6 +26,9 @@ class Settings:
     (`CORRAL_EGRESS_ALLOW_PRIVATE`, comma-separated). Empty: none."""
     egress_hosts: dict[str, str] = field(default_factory=dict)
     """Names the egress proxy resolves itself (`CORRAL_EGRESS_HOSTS=name=ip,...`)."""
+    search_url: str | None = None
+    """The search backend of the `google_search` tool (`CORRAL_SEARCH_URL`): a SearXNG-compatible
+    endpoint answering `GET <url>?q=...&format=json`. None: `google_search` is refused."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -47,6 +50,7 @@ class Settings:
                 )
                 if k.strip() and v.strip()
             ),
+            search_url=os.environ.get("CORRAL_SEARCH_URL", "").strip() or None,
         )
 
     def egress_options(self) -> EgressOptions:
