@@ -124,9 +124,10 @@ class WarmPool:
         async with self._create_slots:
             sb = await Sandbox.create(spec, backend=self.backend, labels={"corral.role": "pool"})
         try:
-            # The guest serves a cold sandbox's first exec before it loads asyncio and then
-            # loads it (docs/rpc.md); do that here so an acquirer meets a fully started guest.
-            await sb.exec("true", timeout=30)
+            # The guest serves a cold sandbox's first calls before it loads asyncio (docs/rpc.md).
+            # `info` is not one of them: it returns once the full server runs, so an acquirer
+            # meets a fully started guest instead of waiting for that import.
+            await sb.rpc.info()
         except BaseException:
             await _quietly_destroy(sb)
             raise
