@@ -21,6 +21,7 @@ from sandbox.backends.base import Backend, SandboxHandle, SandboxStatus
 from sandbox.browser import Browser
 from sandbox.errors import ConnectionLost, SandboxDied, SandboxError
 from sandbox.rpc import RpcClient
+from sandbox.rpc.client import ProcessPipe
 from sandbox.spec import SandboxSpec
 from sandbox.types import ExecResult, FileInfo, PythonResult
 
@@ -197,6 +198,19 @@ class Sandbox:
     ) -> str:
         merged = {**self.env, **(env or {})}
         return await self._call(self.rpc.spawn(command, cwd=cwd, env=merged or None))
+
+    async def pipe(
+        self,
+        command: str | list[str],
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> ProcessPipe:
+        """Start a process with its stdin and stdout as a byte stream (`ProcessPipe`: `write`,
+        `close_stdin`, `read` until ``b""``, `aclose` kills it). For line protocols such as an
+        MCP server over stdio; unlike `spawn`, it dies with the pipe."""
+        merged = {**self.env, **(env or {})}
+        return await self._call(self.rpc.pipe(command, cwd=cwd, env=merged or None))
 
     async def network_refusals(self, offset: int = 0) -> tuple[list[Refusal], int]:
         """Requests the egress proxy refused for this sandbox (`network: allowlist`), read

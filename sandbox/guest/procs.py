@@ -6,22 +6,26 @@ reader asking for an offset that has already left the ring gets the oldest bytes
 and sees the gap because the returned data starts after the offset it asked for.
 Processes outlive the connection that spawned them; the table keeps at most `MAX_PROCS`
 (finished ones are forgotten oldest first).
+
+`run_pipe` is the other kind: a process tied to one call, its stdin and stdout the call's two
+streams (for line protocols such as an MCP server over stdio); it dies with the call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
 import subprocess
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import INVALID_ARGUMENT, LIMIT_EXCEEDED, NOT_FOUND, ToolFailure, from_os_error
 from .execs import start
-from .fdio import READ_SIZE, kill_group, readable, wait_exit
+from .fdio import READ_SIZE, kill_group, readable, reap_later, wait_exit, writable
 
 RING = 1 << 20
 MAX_PROCS = 256
@@ -150,3 +154,114 @@ class ProcessTable:
     def close(self) -> None:
         for p in self._procs.values():
             p.close()
+
+
+# -- pipe: a process whose stdin and stdout are the call's two streams ----------------------
+PIPE_STDERR_KEEP = 64 * 1024
+"""Bytes of a piped process's stderr kept for its result (the tail; the rest is dropped)."""
+
+
+async def run_pipe(
+    sink: PipeSink, argv: list[str], *, cwd: str, env: Mapping[str, str]
+) -> dict[str, Any]:
+    """Run `argv` with the call's `data` frames as its stdin (an `end` frame closes it) and its
+    stdout sent back as `data` frames (stream ``stdout``), both within the channel's credit.
+
+    The call ends when the process has exited and its stdout is drained; the result has
+    ``exit_code``, ``signal`` and the tail of its stderr. Cancelling the call kills the whole
+    process group. For long-lived line protocols (an MCP server over stdio).
+    """
+    try:
+        proc = start(argv, cwd=cwd, env=env, stdin=True)
+    except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+        raise ToolFailure(NOT_FOUND, f"{argv[0]}: {exc.strerror}") from None
+    except OSError as exc:
+        raise from_os_error(exc, argv[0][:200]) from None
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    stdin_fd = os.dup(proc.stdin.fileno())
+    proc.stdin.close()
+    stderr = bytearray()
+    tasks = [
+        asyncio.ensure_future(_pipe_in(sink, stdin_fd)),
+        asyncio.ensure_future(_pipe_out(sink, proc.stdout.fileno())),
+        asyncio.ensure_future(_pipe_err(proc.stderr.fileno(), stderr)),
+    ]
+    try:
+        code = await wait_exit(proc)
+        # What it wrote before exiting is still delivered; children keeping the pipe open
+        # do not hold the call (their later output is dropped).
+        for t in tasks[1:]:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(t), 1.0)
+    finally:
+        if proc.returncode is None:
+            kill_group(proc)
+            reap_later(proc)
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        proc.stdout.close()
+        proc.stderr.close()
+    return {
+        "exit_code": 128 - code if code < 0 else code,
+        "signal": -code if code < 0 else None,
+        "stderr": bytes(stderr[-PIPE_STDERR_KEEP:]).decode("utf-8", "replace"),
+    }
+
+
+class PipeSink(Protocol):
+    id: int
+
+    async def get(self) -> tuple[dict[str, Any], bytes]: ...
+    def consumed(self, payload_len: int) -> None: ...
+    async def send_stream(self, header: dict[str, Any], payload: bytes) -> None: ...
+
+
+async def _pipe_in(sink: PipeSink, fd: int) -> None:
+    try:
+        while True:
+            header, chunk = await sink.get()
+            if header.get("t") == "end":
+                return
+            view = memoryview(chunk)
+            while view:
+                try:
+                    n = os.write(fd, view)
+                except BlockingIOError:
+                    await writable(fd)
+                    continue
+                except BrokenPipeError:
+                    return  # the process closed its stdin (or exited)
+                view = view[n:]
+            sink.consumed(len(chunk))
+    finally:
+        os.close(fd)
+
+
+async def _pipe_out(sink: PipeSink, fd: int) -> None:
+    header = {"t": "data", "id": sink.id, "s": "stdout"}
+    while True:
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            await readable(fd)
+            continue
+        if not data:
+            return
+        await sink.send_stream(header, data)
+
+
+async def _pipe_err(fd: int, keep: bytearray) -> None:
+    while True:
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            await readable(fd)
+            continue
+        if not data:
+            return
+        keep += data
+        if len(keep) > PIPE_STDERR_KEEP:
+            del keep[: len(keep) - PIPE_STDERR_KEEP]

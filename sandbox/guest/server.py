@@ -32,7 +32,7 @@ from .execs import base_env, follow, oom_count, resolve_cwd, run_exec
 from .fdio import reap_later
 from .paths import Workspace
 from .prelude import Handover
-from .procs import ProcessTable
+from .procs import ProcessTable, run_pipe
 from .pysession import PythonSession
 from .wire import (
     CHUNK,
@@ -246,6 +246,12 @@ async def _spawn(c: Connection, s: CallState, a: dict[str, Any], p: bytes) -> Re
     return {"handle": handle}, b""
 
 
+async def _pipe(c: Connection, s: CallState, a: dict[str, Any], p: bytes) -> Result:
+    argv = A.command(a)
+    cwd = resolve_cwd(c.guest.ws.root, A.opt_string(a, "cwd"))
+    return await run_pipe(s, argv, cwd=cwd, env={**c.guest.env, **A.env(a)}), b""
+
+
 async def _proc_poll(c: Connection, s: CallState, a: dict[str, Any], p: bytes) -> Result:
     return c.guest.procs.get(a.get("handle")).status(), b""
 
@@ -383,6 +389,7 @@ HANDLERS: dict[str, Handler] = {
     "info": _info,
     "exec": _exec,
     "spawn": _spawn,
+    "pipe": _pipe,
     "proc_poll": _proc_poll,
     "proc_read": _proc_read,
     "proc_kill": _proc_kill,

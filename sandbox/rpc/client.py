@@ -180,6 +180,19 @@ class RpcClient:
         result, _ = await self._call("spawn", args, timeout=timeout)
         return D.field(result, "handle", str)
 
+    async def pipe(
+        self,
+        command: str | list[str],
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> ProcessPipe:
+        """Start a process whose stdin and stdout are a byte stream of this connection (for
+        line protocols such as an MCP server over stdio). It lives as long as the returned
+        `ProcessPipe` is open: `aclose()` (or a lost connection) kills its process group."""
+        args = {"command": command, "cwd": cwd, "env": dict(env or {})}
+        return ProcessPipe(self._conn, self._conn.start("pipe", args))
+
     async def proc_poll(self, handle: str, *, timeout: float | None = None) -> ProcessStatus:
         result, _ = await self._call("proc_poll", {"handle": handle}, timeout=timeout)
         return D.process_status(result)
@@ -326,6 +339,59 @@ class RpcClient:
         guard = None if timeout is None else timeout + BROWSER_GUARD
         _, data = await self._call("browser", {"action": action, "args": call_args}, timeout=guard)
         return D.json_object(data)
+
+
+class ProcessPipe:
+    """A process in the sandbox with its stdin and stdout as a stream (see `RpcClient.pipe`).
+
+    `read()` returns stdout as it comes and ``b""`` once the process has exited (then
+    `result` holds ``exit_code``, ``signal`` and the tail of ``stderr``); a guest refusal
+    (no such command, ...) raises its `ToolError` from `read()`. `write()` waits for the
+    guest's credit, so a process that stops reading its stdin slows the writer down.
+    """
+
+    def __init__(self, conn: Connection, state: CallState) -> None:
+        self._conn = conn
+        self._state = state
+        self._done = False
+        self.result: dict[str, Any] | None = None
+
+    async def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        for i in range(0, len(view), CHUNK):
+            await self._state.send_stream({"t": "data", "id": self._state.id}, view[i : i + CHUNK])
+
+    def close_stdin(self) -> None:
+        if not self._done and not self._state.channel.closed:
+            self._state.channel.send({"t": "end", "id": self._state.id})
+
+    async def read(self) -> bytes:
+        if self._done:
+            return b""
+        try:
+            header, data = await self._conn.receive(self._state)
+        except BaseException:
+            self._done = True
+            raise
+        if header["t"] == "result":
+            self._done = True
+            self.result = header["r"]
+            return b""
+        if header.get("s") != "stdout":
+            raise ProtocolError(f"guest sent unexpected pipe output ({header.get('s')!r})")
+        self._state.consumed(len(data))
+        return bytes(data)
+
+    async def aclose(self) -> None:
+        """Stop the process (its whole group) unless it has already exited."""
+        self._done = True
+        self._conn.finish(self._state)
+
+    async def __aenter__(self) -> ProcessPipe:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 async def _slices(data: bytes) -> AsyncIterator[memoryview]:
