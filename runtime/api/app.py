@@ -28,6 +28,7 @@ from runtime.api.quotas import Quotas
 from runtime.api.routes import agents, artifacts, health, interactions, sandboxes, webhooks
 from runtime.api.service import InteractionService
 from runtime.controller import Controller, open_controller
+from runtime.mcp_server.http import McpEndpoint
 from runtime.recovery import recover
 from runtime.settings import Settings
 from runtime.webhooks import WebhookSecrets, WebhookWorker
@@ -45,6 +46,7 @@ def create_app(
 ) -> FastAPI:
     cfg = config or ApiConfig.from_env(settings)
     metrics = Metrics()
+    mcp = McpEndpoint(local_only=cfg.keys.single_user)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -68,6 +70,7 @@ def create_app(
             stack.push_async_callback(hub.aclose)
             app.state.corral = ApiState(ctl, cfg, metrics, service, hub, secrets, worker, quotas)
             await recover(ctl, restart=service.restart, finished=service.on_finished)
+            await stack.enter_async_context(mcp.running())
             worker.start()
             reaper = asyncio.create_task(_reap(hub, cfg.reap_interval), name="sandbox-reaper")
             try:
@@ -96,6 +99,7 @@ def create_app(
     app.include_router(sandboxes.router)
     app.include_router(webhooks.router)
     app.include_router(health.router)
+    app.router.routes.append(mcp.route)
     app.add_middleware(BodyLimit, json_limit=cfg.json_limit, upload_limit=cfg.upload_limit)
     app.add_middleware(HttpMetrics, metrics=metrics)
     app.add_middleware(AccessLog)

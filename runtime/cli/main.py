@@ -27,7 +27,7 @@ def _root() -> None:
 
 def _register() -> None:
     # Imported here so `corral --help` stays one obvious place listing every group.
-    from runtime.cli import agents, doctor, images, run, runs, sandbox, serve
+    from runtime.cli import agents, doctor, images, mcp, run, runs, sandbox, serve
 
     app.command("run")(run.run)
     app.add_typer(runs.app, name="runs")
@@ -36,6 +36,7 @@ def _register() -> None:
     app.add_typer(images.app, name="images")
     app.command("doctor")(doctor.doctor)
     app.command("serve")(serve.serve)
+    app.command("mcp")(mcp.mcp)
 
 
 _register()
