@@ -6,6 +6,12 @@ plus that input, or, with `store=false`, the input alone (the caller sends the w
 a list of steps). The agent loop runs with no toolbox: when the model calls one of the caller's
 `function` tools the interaction ends `requires_action` with `function_call` steps, and the
 caller answers with `function_result` input in a follow-up.
+
+Server-side tools (`code_execution`, `url_context`, `google_search`; `runtime.server_tools`) run
+here instead: the loop goes on to the model with their results until it answers in text (or
+calls a client function). `code_execution` runs in a sandbox opened for the interaction on first
+use, kept for follow-ups until its idle TTL (removed at once when the run is cancelled or not
+stored) and removed with the interaction.
 """
 
 from __future__ import annotations
@@ -31,9 +37,13 @@ from runtime.generation import (
 from runtime.ids import new_id
 from runtime.providers.base import Message, ModelProvider, Usage
 from runtime.runner import ProviderFactory
+from runtime.server_tools import ServerTools, ServerToolsConfig, check_server_tools, requested
+from runtime.server_tools.loop import ServerToolLoop
+from runtime.server_tools.tools import MAX_TOOL_CALLS, MAX_TURNS, specs_of
 from runtime.steps import materialize, to_messages
 from runtime.store.base import InteractionRecord, Store
 from runtime.views import interaction_view
+from sandbox.errors import SandboxError
 
 log = structlog.get_logger("corral.inference")
 
@@ -177,10 +187,17 @@ class Inference:
     """Creates and runs `model=` interactions against one store + event bus (the controller's,
     or an in-memory pair for `store=false`)."""
 
-    def __init__(self, store: Store, bus: EventBus, provider_factory: ProviderFactory) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        provider_factory: ProviderFactory,
+        server_tools: ServerToolsConfig | None = None,
+    ) -> None:
         self.store = store
         self.bus = bus
         self.provider_factory = provider_factory
+        self.server_tools = server_tools or ServerToolsConfig()
 
     async def create(self, tenant: str, req: InferenceRequest) -> InteractionRecord:
         """Validate, record the interaction and its input steps (status in_progress)."""
@@ -192,7 +209,9 @@ class Inference:
         config = generation_config(
             req.generation_config, req.response_format, req.response_mime_type
         )
-        check_tool_choice(config, check_tools(req.tools))
+        rest = check_server_tools(req.tools, self.server_tools)
+        server_specs = specs_of(requested(req.tools))
+        check_tool_choice(config, [*check_tools(rest), *server_specs])
         check_media(steps, model)
         if req.previous_interaction_id:
             await self.store.get_interaction(tenant, req.previous_interaction_id)
@@ -220,6 +239,7 @@ class Inference:
         """Run the model turn(s); always ends with a final status (cancellation included)."""
         provider: ModelProvider | None = None
         loop: AgentLoop | None = None
+        server: ServerTools | None = None
         status, errors = "failed", [{"code": "internal", "message": "run did not finish"}]
         try:
             cfg = rec.config
@@ -227,31 +247,59 @@ class Inference:
             events = await self.store.list_events(rec.id)
             steps = materialize(events)
             messages = [*await self.history(rec), *to_messages(steps)]
-            loop = AgentLoop(
-                provider,
-                Recorder(self.bus, rec.id, next_index=len(steps)),
-                client_tools=client_tools(cfg.get("tools")),
-                system=cfg.get("system_instruction"),
-                limits=Limits(max_steps=1, timeout=None),
-                config=generation_config(
-                    cfg.get("generation_config"),
-                    cfg.get("response_format"),
-                    cfg.get("response_mime_type"),
-                ),
+            recorder = Recorder(self.bus, rec.id, next_index=len(steps))
+            config = generation_config(
+                cfg.get("generation_config"),
+                cfg.get("response_format"),
+                cfg.get("response_mime_type"),
             )
+            functions = client_tools(cfg.get("tools"))
+            kinds = requested(cfg.get("tools"))
+            if kinds:
+                server = ServerTools(kinds, self.server_tools, rec)
+                loop = ServerToolLoop(
+                    provider,
+                    recorder,
+                    server,
+                    client_tools=functions,
+                    system=cfg.get("system_instruction"),
+                    limits=Limits(max_steps=MAX_TURNS, max_tool_calls=MAX_TOOL_CALLS, timeout=None),
+                    config=config,
+                )
+            else:
+                loop = AgentLoop(
+                    provider,
+                    recorder,
+                    client_tools=functions,
+                    system=cfg.get("system_instruction"),
+                    limits=Limits(max_steps=1, timeout=None),
+                    config=config,
+                )
             result = await loop.run(_ensure_user_turn(messages))
-            status, errors = _status(result)
+            status, errors = _status(result) if server is None else (result.status, result.errors)
         except asyncio.CancelledError:
             status, errors = "cancelled", [{"code": "cancelled", "message": "cancelled"}]
         except CorralError as exc:
             status, errors = "failed", [{"code": exc.code, "message": str(exc)}]
+        except SandboxError as exc:
+            status, errors = "failed", [{"code": f"sandbox_{exc.reason}", "message": str(exc)}]
         except Exception as exc:  # the interaction fails with a reason; the server stays up
             log.exception("inference.crashed", interaction=rec.id)
             status, errors = "failed", [{"code": "internal", "message": f"{type(exc).__name__}"}]
         finally:
             usage = loop.usage if loop is not None else Usage()
+            if server is not None:
+                await asyncio.shield(self._release(rec, server, status))
             final = await asyncio.shield(self._finish(rec, status, errors, usage, provider))
         return final
+
+    async def _release(self, rec: InteractionRecord, server: ServerTools, status: str) -> None:
+        """Keep the code sandbox for follow-ups, unless the run was cancelled or not stored."""
+        keep = rec.store and status != "cancelled"
+        await server.aclose(keep=keep)
+        if server.sandbox is not None and not keep:
+            with contextlib.suppress(CorralError):
+                await self.store.update_interaction(rec.tenant, rec.id, sandbox_id=None)
 
     async def history(self, rec: InteractionRecord) -> list[Message]:
         return await lifecycle.history(self.store, rec)

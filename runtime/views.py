@@ -5,7 +5,9 @@ conversation a model sees). On the wire, the shell and Python tools are shown th
 Interactions API shows code execution: `code_execution_call {id, arguments: {code, language}}`
 and `code_execution_result {call_id, result, is_error}` (`exec` is language `bash`, `python`
 is `python`: the two values the SDK's `Language` has). `public_step` does that translation; it
-is idempotent, so views stored before (or after) it read the same.
+is idempotent, so views stored before (or after) it read the same. Steps of the `url_context`
+and `google_search` tools of `model=` interactions carry `server_tool` and are shown as
+`<tool>_call {id, arguments}` / `<tool>_result {call_id, result: details, is_error}`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ def public_step(step: dict[str, Any]) -> dict[str, Any]:
     """A recorded step as the Interactions API shows it (exec/python as code execution)."""
     kind = step.get("type")
     name = step.get("name")
+    if step.get("server_tool") in SERVER_TOOLS:
+        return _server_tool_step(step)
     if not isinstance(name, str) or name not in CODE_TOOLS:
         return step
     language, field = CODE_TOOLS[name]
@@ -47,6 +51,31 @@ def public_step(step: dict[str, Any]) -> dict[str, Any]:
             "type": "code_execution_result",
             "call_id": step.get("call_id"),
             "result": result if isinstance(result, str | list) else str(result),
+            "is_error": bool(step.get("is_error")),
+        }
+    else:
+        return step
+    if step.get("signature"):
+        out["signature"] = step["signature"]
+    return out
+
+
+SERVER_TOOLS = ("url_context", "google_search")
+"""Server-side tools of `model=` interactions recorded with a `server_tool` marker."""
+
+
+def _server_tool_step(step: dict[str, Any]) -> dict[str, Any]:
+    tool = step["server_tool"]
+    out: dict[str, Any]
+    if step.get("type") == "function_call":
+        args = step.get("arguments")
+        out = {"type": f"{tool}_call", "id": step.get("id"), "arguments": args or {}}
+    elif step.get("type") == "function_result":
+        details = step.get("details")
+        out = {
+            "type": f"{tool}_result",
+            "call_id": step.get("call_id"),
+            "result": details if isinstance(details, list) else [],
             "is_error": bool(step.get("is_error")),
         }
     else:

@@ -26,7 +26,7 @@ from runtime.api.ephemeral import ephemeral_pair
 from runtime.api.errors import BadRequest, FailedPrecondition
 from runtime.api.metrics import Metrics
 from runtime.api.policy import TenantPolicy
-from runtime.api.quotas import Quotas
+from runtime.api.quotas import INTERACTION_LABEL, Quotas
 from runtime.api.schemas import AgentConfig, CreateInteraction, known_model
 from runtime.controller import Controller
 from runtime.errors import ConfigError, Conflict, NotFound
@@ -35,10 +35,13 @@ from runtime.generation import check_media, check_response_modalities, check_too
 from runtime.inference import Inference, InferenceRequest, input_steps, resolve_model
 from runtime.providers.registry import check_credentials, default_model_from_env, make_provider
 from runtime.runner import TERMINAL, RunOptions
+from runtime.server_tools import ServerToolsConfig, requested
+from runtime.server_tools.tools import code_sandbox_spec
 from runtime.steps import materialize, media_of, text_of
 from runtime.store.base import InteractionRecord, Store
 from runtime.views import interaction_view
 from runtime.webhooks import WebhookWorker, completion_payload, enqueue, valid_uri
+from sandbox.api import Sandbox
 from sandbox.errors import SandboxError
 
 log = structlog.get_logger("corral.api.service")
@@ -55,6 +58,8 @@ class Created:
     task: asyncio.Task[InteractionRecord] | None
     input_steps: int
     repeated: bool = False
+    policy: TenantPolicy | None = None
+    """The key's policy (a `model=` run's code sandbox is held to it)."""
 
 
 class InteractionService:
@@ -102,11 +107,21 @@ class InteractionService:
             found = await self.ctl.store.get_idempotency(tenant, idempotency_key)
             if found is not None:
                 return await self._repeat(tenant, idempotency_key, request_hash, found)
-        if body.model:
-            return await self._finish_create(
-                tenant, body, idempotency_key, request_hash, await self._create_model(tenant, body)
-            )
         policy = policy or self.config.keys.default_policy.resolved(self.config.keys.single_user)
+        if body.model and "code_execution" in requested(body.tools):
+            # The code sandbox opens on the model's first call; its slot is checked now (and
+            # again when it opens) so an over-quota caller hears it from create.
+            policy.check_sandbox(code_sandbox_spec())
+            async with self.quotas.lock(tenant):
+                if not await self._reuses_sandbox(tenant, body.previous_interaction_id):
+                    await self.quotas.check_sandboxes(tenant, policy)
+                created = await self._create_model(tenant, body, policy)
+                return await self._finish_create(
+                    tenant, body, idempotency_key, request_hash, created
+                )
+        if body.model:
+            created = await self._create_model(tenant, body, policy)
+            return await self._finish_create(tenant, body, idempotency_key, request_hash, created)
         spec = await self.resolve_agent(tenant, body.agent or "")
         check_agent(spec, policy)
         async with self.quotas.lock(tenant):
@@ -162,7 +177,9 @@ class InteractionService:
         n = int(rec.config.get("input_steps", 1))
         return Created(rec, self.ctl.store, self.ctl.bus, task, n, repeated=True)
 
-    async def _create_model(self, tenant: str, body: CreateInteraction) -> Created:
+    async def _create_model(
+        self, tenant: str, body: CreateInteraction, policy: TenantPolicy
+    ) -> Created:
         assert body.model is not None
         self._check_model(body.model, credentials=True)
         req = InferenceRequest(
@@ -178,10 +195,50 @@ class InteractionService:
             background=body.background,
         )
         store, bus = (self.ctl.store, self.ctl.bus) if body.store else ephemeral_pair()
-        inference = Inference(store, bus, self.ctl.runner.provider_factory)
+        inference = self._inference(store, bus, policy)
         rec = await inference.create(tenant, req)
         rec = await self._annotate(store, rec, body, "model")
-        return Created(rec, store, bus, None, int(rec.config["input_steps"]))
+        return Created(rec, store, bus, None, int(rec.config["input_steps"]), policy=policy)
+
+    def _inference(self, store: Store, bus: EventBus, policy: TenantPolicy | None) -> Inference:
+        async def open_sandbox(rec: InteractionRecord) -> Sandbox:
+            return await self._open_code_sandbox(store, rec, policy)
+
+        tools = ServerToolsConfig(
+            open_sandbox=open_sandbox,
+            egress=self.ctl.settings.egress_options(),
+            search_url=self.ctl.settings.search_url,
+        )
+        return Inference(store, bus, self.ctl.runner.provider_factory, tools)
+
+    async def _open_code_sandbox(
+        self, store: Store, rec: InteractionRecord, policy: TenantPolicy | None
+    ) -> Sandbox:
+        """The sandbox of a `model=` interaction's code_execution: the previous interaction's
+        when it is still there, else a new one within the key's policy and sandbox quota."""
+        sandbox: Sandbox | None = None
+        if rec.previous_interaction_id:
+            with contextlib.suppress(NotFound, SandboxError):
+                prev = await store.get_interaction(rec.tenant, rec.previous_interaction_id)
+                if prev.sandbox_id:
+                    sandbox = await Sandbox.attach(prev.sandbox_id, backend=self.ctl.backend)
+        if sandbox is None:
+            policy = policy or self.config.keys.default_policy.resolved(
+                self.config.keys.single_user
+            )
+            spec = code_sandbox_spec()
+            policy.check_sandbox(spec)
+            async with self.quotas.lock(rec.tenant):
+                await self.quotas.check_sandboxes(rec.tenant, policy)
+                sandbox = await Sandbox.create(
+                    spec, backend=self.ctl.backend, labels={INTERACTION_LABEL: rec.id}
+                )
+        try:
+            await store.update_interaction(rec.tenant, rec.id, sandbox_id=sandbox.id)
+        except BaseException:
+            await sandbox.destroy()
+            raise
+        return sandbox
 
     async def _create_agent(self, tenant: str, body: CreateInteraction, spec: AgentSpec) -> Created:
         overrides = body.agent_config or AgentConfig()
@@ -242,7 +299,7 @@ class InteractionService:
         if kind == "agent":
             task = self.ctl.runner.start(rec)
         else:
-            inference = Inference(created.store, created.bus, self.ctl.runner.provider_factory)
+            inference = self._inference(created.store, created.bus, created.policy)
             task = asyncio.create_task(inference.run(rec), name=f"model-{rec.id}")
             if rec.store:
                 self.model_tasks[rec.id] = task

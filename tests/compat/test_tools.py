@@ -37,8 +37,6 @@ WEATHER = {
     [
         ({"type": "google_search"}, "no search backend"),
         ({"type": "mcp_server", "name": "m", "url": "https://x.org/mcp"}, "not supported yet"),
-        ({"type": "url_context"}, "url_context is not supported yet"),
-        ({"type": "code_execution"}, "code_execution with model= is not supported yet"),
         ({"type": "computer_use"}, "computer use is not supported"),
         ({"type": "file_search"}, "file search is not supported"),
         ({"type": "google_maps"}, "Google Maps is not supported"),
