@@ -16,6 +16,9 @@ import docker
 import httpx
 import pytest
 
+from runtime.api.auth import ApiKeys
+from runtime.api.config import ApiConfig
+from runtime.api.policy import TenantPolicy
 from runtime.providers.base import ModelProvider, Timeouts
 from runtime.providers.registry import make_provider
 from runtime.providers.retry import RetryPolicy
@@ -214,6 +217,33 @@ def test_a_client_function_may_not_shadow_the_code_tools(srv: ServerThread, mode
     assert "clashes" in text
 
 
+@pytest.mark.docker
+def test_code_execution_is_held_to_the_keys_policy(
+    fake: FakeServer, srv_factory: Callable[..., ServerThread], mode: str
+) -> None:
+    keys = ApiKeys.from_mapping(
+        {"key-a": "tenant-a", "key-b": "tenant-b"},
+        policies={
+            "key-a": TenantPolicy(max_sandboxes=0),
+            "key-b": TenantPolicy(max_memory=256 * 1024**2),
+        },
+    )
+    server = srv_factory(ApiConfig(keys=keys))
+    body = {"model": MODEL, "input": "x", "tools": [{"type": "code_execution"}]}
+    url = f"{server.url}/v1beta/interactions"
+
+    full = httpx.post(url, json=body, headers={"x-goog-api-key": "key-a"}, timeout=30)
+    small = httpx.post(url, json=body, headers={"x-goog-api-key": "key-b"}, timeout=30)
+    plain = httpx.post(
+        url, json={**body, "tools": []}, headers={"x-goog-api-key": "key-a"}, timeout=30
+    )
+
+    assert full.status_code == 429 and "live sandboxes" in full.text
+    assert small.status_code == 403 and "memory" in small.text
+    assert plain.status_code != 429  # no sandbox asked, no sandbox counted
+    assert len(fake.requests) <= 1
+
+
 # -- url_context --------------------------------------------------------------------------
 
 
@@ -222,7 +252,7 @@ def test_url_context_fetches_an_allowed_private_address(
     site_factory: Callable[[], Site],
     mode: str,
     monkeypatch: pytest.MonkeyPatch,
-    srv_factory: Callable[[], ServerThread],
+    srv_factory: Callable[..., ServerThread],
 ) -> None:
     site = site_factory()
     site.routes["/doc"] = page(f"The answer is {SECRET}.")
@@ -249,11 +279,11 @@ def test_url_context_fetches_an_allowed_private_address(
 @pytest.fixture
 def srv_factory(
     start_server: Callable[..., ServerThread], fake: FakeServer
-) -> Callable[[], ServerThread]:
+) -> Callable[..., ServerThread]:
     """Like `srv`, started when the test says (after it has set the environment)."""
 
-    def start() -> ServerThread:
-        server = start_server()
+    def start(config: ApiConfig | None = None) -> ServerThread:
+        server = start_server(config)
 
         def factory(model: str, **_: Any) -> ModelProvider:
             return make_provider(
@@ -291,7 +321,7 @@ def test_url_context_refuses_what_the_egress_rules_refuse(
     fake: FakeServer,
     site_factory: Callable[[], Site],
     monkeypatch: pytest.MonkeyPatch,
-    srv_factory: Callable[[], ServerThread],
+    srv_factory: Callable[..., ServerThread],
     allow: str,
     target: str,
     reason: str,
@@ -328,7 +358,7 @@ def test_google_search_uses_the_configured_backend(
     fake: FakeServer,
     site_factory: Callable[[], Site],
     monkeypatch: pytest.MonkeyPatch,
-    srv_factory: Callable[[], ServerThread],
+    srv_factory: Callable[..., ServerThread],
     mode: str,
 ) -> None:
     search = site_factory()
