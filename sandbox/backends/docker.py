@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -455,7 +456,9 @@ class DockerBackend:
 
 def stage_guest(root: Path) -> Path:
     """Copy the guest's .py files to `root/<content hash>` (atomically) and return that folder."""
-    files = sorted(p for p in GUEST_DIR.iterdir() if p.suffix in (".py", ".js") and p.is_file())
+    files = sorted(
+        p for p in GUEST_DIR.iterdir() if p.suffix in (".py", ".js", ".c") and p.is_file()
+    )
     digest = hashlib.sha256(importlib.util.MAGIC_NUMBER)
     for f in files:
         digest.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
@@ -473,11 +476,33 @@ def stage_guest(root: Path) -> Path:
         if d.is_dir():
             os.chmod(d, 0o755)
     os.chmod(tmp / os.path.basename(AS_AGENT), 0o755)  # run as Playwright's node (guest/privs.py)
+    _build_dropexec(tmp)
     try:
         os.rename(tmp, target)
     except OSError:  # another process staged the same version first
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _build_dropexec(folder: Path) -> None:
+    """Compile the guest's static `dropexec` helper (guest/spawn.py says why). Without a C
+    compiler the guest starts children by forking itself: slower, same behaviour."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    source, target = folder / "dropexec.c", folder / "dropexec"
+    if cc is None:
+        log.warning("guest.dropexec_skipped", reason="no C compiler on this host")
+        return
+    try:
+        subprocess.run(
+            [cc, "-O2", "-static", "-s", "-o", str(target), str(source)],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        os.chmod(target, 0o755)
+    except (OSError, subprocess.SubprocessError) as exc:
+        target.unlink(missing_ok=True)
+        log.warning("guest.dropexec_skipped", reason=str(exc)[:200])
 
 
 def _guest_capabilities() -> list[str]:

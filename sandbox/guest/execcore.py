@@ -16,11 +16,12 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import IO, Any, Protocol
 
 from . import args as A
 from .errors import NOT_A_DIRECTORY, NOT_FOUND, ToolFailure, from_os_error
-from .privs import popen_credentials
+from .privs import dropexec, popen_credentials
+from .spawn import spawn_dropped
 
 DEFAULT_OUTPUT_LIMIT = 1 << 20
 TIMEOUT_EXIT = 124
@@ -51,28 +52,55 @@ def resolve_cwd(root: str, cwd: str | None) -> str:
     return path
 
 
+class Process(Protocol):
+    """What the exec tools use of a child: `subprocess.Popen`, or `spawner.AgentProcess`."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def returncode(self) -> int | None: ...
+    @property
+    def stdin(self) -> IO[bytes] | None: ...
+    @property
+    def stdout(self) -> IO[bytes] | None: ...
+    @property
+    def stderr(self) -> IO[bytes] | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
 def start(
     argv: list[str], *, cwd: str, env: Mapping[str, str], stdin: bool, merge_stderr: bool = False
-) -> subprocess.Popen[bytes]:
+) -> Process:
     """Start `argv` as the agent in a new session, pipes non-blocking. Raises
-    FileNotFoundError/PermissionError as Popen does."""
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
-        cwd=cwd,
-        env=env,
-        start_new_session=True,
-        **popen_credentials(),
-    )
+    FileNotFoundError, PermissionError, ... as Popen does.
+
+    A server that dropped to the agent starts children through `dropexec` with posix_spawn
+    (vfork) when the staged guest has it; else Popen forks the server (privs.py says why)."""
+    helper = dropexec()
+    proc: Process
+    if helper is not None:
+        proc = spawn_dropped(helper, argv, cwd=cwd, env=env, stdin=stdin, merge=merge_stderr)
+    else:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            **popen_credentials(),
+        )
     for pipe in (proc.stdin, proc.stdout, proc.stderr):
         if pipe is not None:
             os.set_blocking(pipe.fileno(), False)
     return proc
 
 
-def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+def kill_group(proc: Process, sig: int = signal.SIGKILL) -> None:
     """Signal the whole process group of `proc` (it was started in its own session)."""
     if proc.returncode is not None:
         return  # reaped: its pid (and so the group id) may belong to someone else now
@@ -194,7 +222,7 @@ class RunningExec:
         self.timeout = A.opt_seconds(a, "timeout")
         self.out = Output(A.integer(a, "output_limit", DEFAULT_OUTPUT_LIMIT))
         self.stdin = stdin
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: Process | None = None
         self.pipes: list[Pipe] = []
         self.feed: StdinFeed | None = None
         self.backlog: list[tuple[str, bytes]] = []

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import threading
 
-from .execcore import kill_group
+from .execcore import Process, kill_group
 
 __all__ = ["kill_group", "readable", "reap_later", "set_once", "wait_exit", "writable"]
 
@@ -46,7 +45,7 @@ def set_once(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-async def wait_exit(proc: subprocess.Popen[bytes]) -> int:
+async def wait_exit(proc: Process) -> int:
     """Wait for `proc` to exit and reap it; returns its `returncode`."""
     if proc.returncode is not None:
         return proc.returncode
@@ -61,7 +60,7 @@ async def wait_exit(proc: subprocess.Popen[bytes]) -> int:
     return proc.wait()
 
 
-async def _wait_in_thread(proc: subprocess.Popen[bytes]) -> int:
+async def _wait_in_thread(proc: Process) -> int:
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[int] = loop.create_future()
 
@@ -79,7 +78,7 @@ def _set_code(fut: asyncio.Future[int], code: int) -> None:
         fut.set_result(code)
 
 
-def reap_later(proc: subprocess.Popen[bytes]) -> None:
+def reap_later(proc: Process) -> None:
     """Reap `proc` in the background (after a kill) so it does not stay a zombie."""
     if proc.returncode is not None:
         return

@@ -30,13 +30,12 @@ import os
 import select
 import signal
 import socket
-import subprocess
 import sys
 import time
 from typing import Any
 
 from .errors import ToolFailure
-from .execcore import RunningExec, base_env
+from .execcore import Process, RunningExec, base_env
 from .wire import (
     HELLO_REPLY,
     HELLO_TIMEOUT,
@@ -78,7 +77,7 @@ class Handover:
         """An exec still running, with its call id and the send credit it has left."""
         self.exec_id = 0
         self.credit = WINDOW
-        self.reap: list[subprocess.Popen[bytes]] = []
+        self.reap: list[Process] = []
         """Killed children the server must still reap."""
 
 
@@ -157,7 +156,7 @@ class _Session:
         self.call_id = 0
         self.credit = WINDOW
         self.pidfd: int | None = None
-        self.reap: list[subprocess.Popen[bytes]] = []
+        self.reap: list[Process] = []
 
     def _frame(self, header: Header, payload: bytes) -> None:
         self.frames.append((header, payload))

@@ -23,6 +23,8 @@ from typing import Any
 
 _agent: tuple[int, int] | None = None
 AS_AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "as_agent.py")
+DROPEXEC = os.path.join(os.path.dirname(AS_AGENT), "dropexec")
+"""Compiled from dropexec.c when the guest is staged (where the host has a C compiler)."""
 
 
 def drop_to_agent(uid: int, gid: int) -> None:
@@ -46,3 +48,11 @@ def popen_credentials() -> dict[str, Any]:
         return {}
     uid, gid = _agent
     return {"user": uid, "group": gid}
+
+
+def dropexec() -> tuple[str, int, int] | None:
+    """(path, uid, gid) of the static `dropexec` helper when children should go through it:
+    the server dropped to the agent and the staged guest has the helper."""
+    if _agent is None or not os.access(DROPEXEC, os.X_OK):
+        return None
+    return DROPEXEC, _agent[0], _agent[1]

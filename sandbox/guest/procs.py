@@ -18,12 +18,12 @@ import contextlib
 import itertools
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from .errors import INVALID_ARGUMENT, LIMIT_EXCEEDED, NOT_FOUND, ToolFailure, from_os_error
+from .execcore import Process
 from .execs import start
 from .fdio import READ_SIZE, kill_group, readable, reap_later, wait_exit, writable
 
@@ -33,7 +33,7 @@ READ_MAX = 1 << 20
 
 
 class BackgroundProcess:
-    def __init__(self, handle: str, argv: list[str], proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, handle: str, argv: list[str], proc: Process) -> None:
         self.handle = handle
         self.argv = argv
         self.proc = proc

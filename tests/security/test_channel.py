@@ -269,3 +269,17 @@ async def test_sandboxes_of_an_older_channel_layout_are_removed_not_adopted(
         assert not old.handle.host_dir.exists()
     finally:
         await fresh.aclose()
+
+
+async def test_agent_cannot_use_dropexec_to_regain_root(backend: DockerBackend) -> None:
+    """The guest starts commands through its `dropexec` helper (fast, vfork-able); the helper
+    is no way back to root for the agent: it only ever lowers ids, and needs none to do so."""
+    async with await Sandbox.create(SMALL, backend=backend) as sb:
+        helper = "/opt/corral/corral_guest/dropexec"
+        assert (await sb.exec(f"test -x {helper}")).exit_code == 0
+        r = await sb.exec([helper, "0", "0", "/", "/bin/sh", "sh", "-c", "id -u"])
+        assert r.exit_code == 125 and "cannot become 0:0" in r.stderr and r.stdout == ""
+        same = await sb.exec([helper, "1000", "1000", "/", "/usr/bin/id", "id", "-u"])
+        assert same.stdout.strip() == "1000"
+        missing = await sb.exec(["no-such-program"])
+        assert missing.exit_code == 127 and "no-such-program: No such file" in missing.stderr
