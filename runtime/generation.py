@@ -236,9 +236,10 @@ def _check_one(
 
 
 REFUSED_TOOLS = {
-    "google_search": "no search backend is configured on this server",
+    "google_search": "google_search is not supported with agent= (with model= it works when "
+    "the operator sets CORRAL_SEARCH_URL)",
     "mcp_server": "MCP server tools are not supported yet",
-    "url_context": "url_context is not supported yet",
+    "url_context": "url_context is not supported with agent= yet (it works with model=)",
     "computer_use": "computer use is not supported",
     "file_search": "file search is not supported",
     "google_maps": "Google Maps is not supported",
@@ -248,8 +249,8 @@ REFUSED_TOOLS = {
 AGENT_BUILTINS = {"code_execution": "exec"}
 """Built-in tool types an agent honours with one of its own tools."""
 MODEL_SERVER_TOOLS: frozenset[str] = frozenset()
-"""Built-in tool types Corral runs itself for `model=` (none yet: code_execution needs a
-sandbox per interaction; it works with agent=, through the agent's exec tool)."""
+"""Built-in tool types left for this check with `model=`: none. code_execution, url_context
+and google_search are taken out of the request by runtime/server_tools before it."""
 MODEL_REFUSED = {
     "code_execution": "code_execution with model= is not supported yet; use agent= "
     "(an agent with the exec tool runs code in its sandbox)",
