@@ -15,7 +15,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -24,7 +24,7 @@ from runtime.agents.browser_tools import BrowserRefusalWatcher, image_has_browse
 from runtime.agents.loop import AgentLoop, Limits, LoopResult, Recorder
 from runtime.agents.prompt import system_prompt
 from runtime.agents.refusals import RefusalWatcher
-from runtime.agents.spec import AgentSpec
+from runtime.agents.spec import AgentSpec, McpServerTool
 from runtime.agents.tools import Toolbox
 from runtime.artifacts import ArtifactCollector, host_error, sweep_staging
 from runtime.errors import CorralError, NotFound, StorageFull
@@ -42,6 +42,9 @@ from sandbox.backends.base import Backend
 from sandbox.errors import SandboxError
 from sandbox.pool import WarmPool, copy_in
 from sandbox.spec import DataMount
+
+if TYPE_CHECKING:
+    from runtime.mcp.client import McpTools
 
 log = structlog.get_logger("corral.runner")
 TERMINAL = {"completed", "failed", "cancelled", "budget_exceeded", "incomplete", "requires_action"}
@@ -62,6 +65,8 @@ class RunOptions:
     """The caller's `system_instruction`, appended to the agent's instructions."""
     client_tools: list[dict[str, Any]] | None = None
     """The caller's `function` tools: a call to one ends the run `requires_action`."""
+    mcp_servers: list[dict[str, Any]] | None = None
+    """The caller's remote `mcp_server` tools, added to the agent's own."""
 
 
 class Runner:
@@ -165,7 +170,16 @@ class Runner:
         status, errors = "failed", [{"code": "internal", "message": "run did not finish"}]
         usage = Usage()
         warmup: asyncio.Task[None] | None = None
+        mcp: McpTools | None = None
+        mcp_servers = [
+            *spec.mcp_servers(),
+            *(McpServerTool.model_validate(m) for m in opts.mcp_servers or ()),
+        ]
         try:
+            if mcp_servers:  # a remote server the network policy forbids: refused up front
+                from runtime.mcp.client import check_egress  # the SDK takes ~1s to import
+
+                check_egress(mcp_servers, spec.network.mode, spec.network.allow)
             provider = self.provider_factory(rec.model or "", base_url=spec.base_url)
             history = await lifecycle.history(self.store, rec)
             given = to_messages(materialize(await self.store.list_events(rec.id))[:n_input])
@@ -205,11 +219,27 @@ class Runner:
                 browser_refusals = BrowserRefusalWatcher(sandbox, recorder.emit)
                 await browser_refusals.start()
                 after_tool = _then(after_tool, browser_refusals.scan)
+            functions = client_tools(opts.client_tools)
+            if mcp_servers:
+                from runtime.mcp.client import McpTools
+                from runtime.mcp.egress import AddressPolicy
+
+                mcp = await McpTools.open(
+                    mcp_servers,
+                    sandbox=sandbox,
+                    network=spec.network.mode,
+                    allow=spec.network.allow,
+                    addresses=AddressPolicy(
+                        self.settings.egress_allow_private, self.settings.egress_hosts
+                    ),
+                    reserved=[t.name for t in [*toolbox.specs, *functions]],
+                )
             loop = AgentLoop(
                 provider,
                 recorder,
                 toolbox=toolbox,
-                client_tools=client_tools(opts.client_tools),
+                mcp=mcp,
+                client_tools=functions,
                 system=system_prompt(
                     spec,
                     skills=skills,
@@ -263,6 +293,9 @@ class Runner:
                 [{"code": "internal", "message": f"{type(exc).__name__}: {exc}"}],
             )
         finally:
+            if mcp is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(mcp.aclose())
             final = await asyncio.shield(
                 self._finish(rec, recorder, status, errors, usage, sandbox, provider, opts)
             )

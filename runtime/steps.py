@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from runtime.mcp.names import qualified_name
 from runtime.providers.base import Media, Message, ToolCall
 from runtime.store.base import EventRecord
 
@@ -93,7 +94,7 @@ def to_messages(steps: Iterable[dict[str, Any]]) -> list[Message]:
             flush()
             content = step.get("content")
             messages.append(Message(role="user", content=text_of(content), media=media_of(content)))
-        elif kind in ("model_output", "thought", "function_call"):
+        elif kind in ("model_output", "thought", "function_call", "mcp_server_tool_call"):
             if assistant is None:
                 assistant = Message(role="assistant")
             if kind == "model_output":
@@ -106,12 +107,12 @@ def to_messages(steps: Iterable[dict[str, Any]]) -> list[Message]:
                 assistant.tool_calls.append(
                     ToolCall(
                         id=str(step.get("id")),
-                        name=str(step.get("name")),
+                        name=_tool_name(step),
                         arguments=args if isinstance(args, dict) else {"value": args},
                         thought_signature=step.get("signature"),
                     )
                 )
-        elif kind == "function_result":
+        elif kind in ("function_result", "mcp_server_tool_result"):
             flush()
             result = step.get("result")
             messages.append(
@@ -119,9 +120,17 @@ def to_messages(steps: Iterable[dict[str, Any]]) -> list[Message]:
                     role="tool",
                     content=result if isinstance(result, str) else json.dumps(result),
                     tool_call_id=str(step.get("call_id")),
-                    name=step.get("name"),
+                    name=_tool_name(step),
                     is_error=bool(step.get("is_error")),
                 )
             )
     flush()
     return messages
+
+
+def _tool_name(step: dict[str, Any]) -> str:
+    """The name the model called: MCP steps carry server and tool, the model saw both."""
+    name = str(step.get("name"))
+    if str(step.get("type", "")).startswith("mcp_server_tool") and step.get("server_name"):
+        return qualified_name(str(step["server_name"]), name)
+    return name

@@ -13,9 +13,9 @@ import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runtime.agents.tools import Toolbox
+from runtime.agents.tools import Toolbox, ToolOutcome
 from runtime.agents.truncate import fit_context
 from runtime.events import EventBus
 from runtime.providers.base import (
@@ -26,6 +26,9 @@ from runtime.providers.base import (
     ToolSpec,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from runtime.mcp.client import McpTools
 
 OUTPUT_FLUSH_SECONDS = 0.25
 OUTPUT_FLUSH_BYTES = 16 * 1024
@@ -138,8 +141,12 @@ class AgentLoop:
         limits: Limits = Limits(),
         config: GenerationConfig | None = None,
         after_tool: Callable[[], Awaitable[object]] | None = None,
+        mcp: McpTools | None = None,
     ) -> None:
+        """`mcp`: the run's MCP servers; their tools are offered as `<server>__<tool>` and
+        recorded as `mcp_server_tool_call` / `mcp_server_tool_result` steps."""
         self.provider = provider
+        self.mcp = mcp
         self.rec = recorder
         self.toolbox = toolbox
         self.client_tools = list(client_tools)
@@ -153,7 +160,11 @@ class AgentLoop:
 
     @property
     def tool_specs(self) -> list[ToolSpec]:
-        return [*(self.toolbox.specs if self.toolbox else []), *self.client_tools]
+        return [
+            *(self.toolbox.specs if self.toolbox else []),
+            *(self.mcp.specs if self.mcp else []),
+            *self.client_tools,
+        ]
 
     def _result(self, status: str, errors: list[dict[str, str]] | None = None) -> LoopResult:
         return LoopResult(status, self.usage, errors or [], self.steps, self.tool_calls)
@@ -199,7 +210,10 @@ class AgentLoop:
                     return self._budget(
                         "max_tool_calls", f"max_tool_calls ({self.limits.max_tool_calls}) reached"
                     )
-                messages.append(await self._server_call(call))
+                if self.mcp is not None and self.mcp.has(call.name):
+                    messages.append(await self._mcp_call(call))
+                else:
+                    messages.append(await self._server_call(call))
             if pending_client:
                 return self._result("requires_action")
 
@@ -245,11 +259,13 @@ class AgentLoop:
         return turn
 
     async def _server_call(self, call: ToolCall) -> Message:
-        assert self.toolbox is not None
         index = await self.rec.start(_call_step(call))
         out = _OutputForwarder(self.rec, index)
         try:
-            outcome = await self.toolbox.call(call.name, call.arguments, on_output=out.write)
+            if self.toolbox is None:
+                outcome = ToolOutcome(f"unknown tool {call.name!r}", is_error=True)
+            else:
+                outcome = await self.toolbox.call(call.name, call.arguments, on_output=out.write)
         finally:
             await out.close()
         await self.rec.stop(index, flush=False)
@@ -262,6 +278,40 @@ class AgentLoop:
                 "is_error": outcome.is_error,
             }
         )  # flushed: artifact events that follow must come after the result
+        if self.after_tool is not None:
+            await self.after_tool()
+        return Message(
+            role="tool",
+            content=outcome.text,
+            tool_call_id=call.id,
+            name=call.name,
+            is_error=outcome.is_error,
+        )
+
+    async def _mcp_call(self, call: ToolCall) -> Message:
+        assert self.mcp is not None
+        tool = self.mcp.tool(call.name)
+        await self.rec.step(
+            {
+                "type": "mcp_server_tool_call",
+                "id": call.id,
+                "name": tool.tool,
+                "server_name": tool.server,
+                "arguments": call.arguments,
+                **({"signature": call.thought_signature} if call.thought_signature else {}),
+            }
+        )
+        outcome = await self.mcp.call(call.name, call.arguments)
+        await self.rec.step(
+            {
+                "type": "mcp_server_tool_result",
+                "call_id": call.id,
+                "name": tool.tool,
+                "server_name": tool.server,
+                "result": outcome.text,
+                "is_error": outcome.is_error,
+            }
+        )
         if self.after_tool is not None:
             await self.after_tool()
         return Message(

@@ -89,18 +89,71 @@ class FunctionTool(_Model):
     """JSON Schema of the arguments object."""
 
 
+McpTransport = Literal["streamable_http", "sse", "stdio"]
+MAX_MCP_TIMEOUT = 3600.0
+
+
 class McpServerTool(_Model):
-    """A remote MCP server whose tools the agent may call (reached from the controller)."""
+    """An MCP server whose tools the agent may call.
+
+    Remote (`streamable_http`, the default with `url`, or legacy `sse`): reached by the
+    controller, only when the agent's `network` allows the URL's host. `stdio` (the default
+    with `command`): started inside the sandbox, under the sandbox's own network policy.
+    """
 
     type: Literal["mcp_server"] = "mcp_server"
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    """Short name; the model sees tools as `<name>.<tool>`."""
-    url: str = Field(pattern=r"^https?://")
-    """Streamable HTTP endpoint of the server."""
+    """Short name; the model sees the server's tools as `<name>__<tool>`."""
+    transport: McpTransport | None = None
+    """`streamable_http` (default with `url`), `sse` (legacy) or `stdio` (default with
+    `command`)."""
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    """Endpoint of a remote server."""
     headers: dict[str, str] = Field(default_factory=dict)
-    """Extra HTTP headers (e.g. Authorization)."""
+    """Extra HTTP headers of a remote server (e.g. Authorization)."""
+    command: str | None = Field(default=None, min_length=1)
+    """stdio: the program to start in the sandbox (e.g. `python3`)."""
+    args: list[str] = Field(default_factory=list)
+    """stdio: its arguments."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """stdio: extra environment variables."""
+    cwd: str | None = None
+    """stdio: working directory in the sandbox (default /workspace)."""
     allowed_tools: list[str] | None = None
-    """Only these tools of the server; None = all."""
+    """Only these tools of the server; None = all it lists."""
+    timeout: float = Field(default=60.0, gt=0, le=MAX_MCP_TIMEOUT, allow_inf_nan=False)
+    """Seconds one tool call may take before the model gets a timeout error."""
+
+    @field_validator("allowed_tools", mode="before")
+    @classmethod
+    def _allowed_names(cls, v: Any) -> Any:
+        # The Interactions API spells it `[{"mode": ..., "tools": [names]}]`.
+        if isinstance(v, list) and any(isinstance(x, Mapping) for x in v):
+            names: list[Any] = []
+            for x in v:
+                names += list(x.get("tools") or []) if isinstance(x, Mapping) else [x]
+            return names
+        return v
+
+    @model_validator(mode="after")
+    def _transport_fields(self) -> McpServerTool:
+        transport = self.transport or ("stdio" if self.command else "streamable_http")
+        object.__setattr__(self, "transport", transport)
+        if transport == "stdio":
+            if not self.command:
+                raise ValueError("a stdio MCP server needs a command")
+            if self.url or self.headers:
+                raise ValueError("url and headers are for remote servers, not stdio")
+        else:
+            if not self.url:
+                raise ValueError(f"a {transport} MCP server needs a url")
+            if self.command or self.args or self.env or self.cwd:
+                raise ValueError("command, args, env and cwd are for stdio servers")
+        return self
+
+    @property
+    def remote(self) -> bool:
+        return self.transport != "stdio"
 
 
 def _tool_kind(v: Any) -> str | None:
