@@ -27,6 +27,7 @@ from mcp.client.session import ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from mcp_types.jsonrpc import CONNECTION_CLOSED
 
 from runtime.agents.spec import McpServerTool
 from runtime.agents.truncate import head_tail
@@ -130,7 +131,7 @@ class McpServer:
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> McpOutcome:
         session, owner = self._session, self._task
-        if session is None or owner is None or owner.done():
+        if session is None or owner is None or owner.done() or self._stop.is_set():
             return McpOutcome(self._gone(), is_error=True)
         timeout = self.config.timeout
         call = asyncio.ensure_future(
@@ -155,7 +156,10 @@ class McpServer:
         try:
             result = call.result()
         except MCPError as exc:
-            if not self.alive:
+            if exc.code == CONNECTION_CLOSED:  # the process exited or the stream ended
+                self.failure = self.failure or "the connection closed"
+                self._stop.set()
+            if not self.alive or exc.code == CONNECTION_CLOSED:
                 return McpOutcome(self._gone(), is_error=True)
             return McpOutcome(f"error: MCP server {self.name!r}: {exc.message}", is_error=True)
         except Exception as exc:  # a transport failure, a malformed answer, ...
