@@ -28,6 +28,15 @@ PROVIDER_ENV = (
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def quiet_logs() -> None:
+    """Warnings and errors only: in-process servers would otherwise print an access event per
+    request into the test output."""
+    from runtime.logs import configure_logging
+
+    configure_logging("console", "warning")
+
+
 @pytest.fixture(scope="session")
 def session_root() -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="corral-test-"))
