@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from runtime.errors import BadRequest
@@ -238,7 +238,8 @@ def _check_one(
 REFUSED_TOOLS = {
     "google_search": "google_search is not supported with agent= (with model= it works when "
     "the operator sets CORRAL_SEARCH_URL)",
-    "mcp_server": "MCP server tools are not supported yet",
+    "mcp_server": "mcp_server tools go with agent= (an agent run connects to them); model= "
+    "does not support them yet",
     "url_context": "url_context is not supported with agent= yet (it works with model=)",
     "computer_use": "computer use is not supported",
     "file_search": "file search is not supported",
@@ -269,6 +270,8 @@ def check_tools(
         if kind == "function":
             continue
         where = f"tools[{i}] ({kind})"
+        if kind == "mcp_server" and agent_tools is not None:
+            continue  # honoured for agent= runs: validated by the service (mcp_tools)
         if kind in REFUSED_TOOLS:
             raise BadRequest(f"{where}: {REFUSED_TOOLS[kind]}")
         if agent_tools is None:
@@ -309,3 +312,36 @@ def client_tools(tools: list[dict[str, Any]] | None) -> list[ToolSpec]:
             raise BadRequest(f"tools[{i}].parameters: must be a JSON schema object")
         specs.append(ToolSpec(name, str(tool.get("description") or ""), params))
     return specs
+
+
+def mcp_tools(
+    tools: list[dict[str, Any]] | None, *, network: str, allow: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The request's `mcp_server` tools for an agent= run, validated: remote servers only (a
+    stdio server runs a command, which an API caller may not name), reachable under the
+    agent's network policy. Raises BadRequest naming the tool."""
+    from pydantic import ValidationError
+
+    from runtime.agents.spec import McpServerTool
+    from runtime.mcp.egress import check_host
+    from runtime.mcp.errors import McpRefused
+
+    chosen = []
+    for i, tool in enumerate(tools or []):
+        if tool.get("type") != "mcp_server":
+            continue
+        where = f"tools[{i}] (mcp_server)"
+        try:
+            server = McpServerTool.model_validate(tool)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "tool"
+            raise BadRequest(f"{where}: {field}: {first['msg']}") from None
+        if not server.url or server.command is not None:
+            raise BadRequest(f"{where}: needs a url (stdio servers are set in agent specs)")
+        try:
+            check_host(server.name, server.url, network, allow)
+        except McpRefused as exc:
+            raise BadRequest(f"{where}: {exc}") from None
+        chosen.append(tool)
+    return chosen

@@ -31,7 +31,7 @@ from runtime.api.schemas import AgentConfig, CreateInteraction, known_model
 from runtime.controller import Controller
 from runtime.errors import ConfigError, Conflict, NotFound
 from runtime.events import TERMINAL_EVENT, EventBus
-from runtime.generation import check_media, check_response_modalities, check_tools
+from runtime.generation import check_media, check_response_modalities, check_tools, mcp_tools
 from runtime.inference import Inference, InferenceRequest, input_steps, resolve_model
 from runtime.providers.registry import check_credentials, default_model_from_env, make_provider
 from runtime.runner import TERMINAL, RunOptions
@@ -261,6 +261,7 @@ class InteractionService:
                 "response_format: structured output goes with model=; an agent answers in text"
             )
         functions = [t for t in body.tools or [] if t.get("type") == "function"]
+        mcp_servers = mcp_tools(body.tools, network=spec.network.mode, allow=spec.network.allow)
         opts = RunOptions(
             model=model,
             max_steps=overrides.max_steps,
@@ -269,6 +270,7 @@ class InteractionService:
             timeout=overrides.timeout,
             system_instruction=body.system_instruction,
             client_tools=functions or None,
+            mcp_servers=mcp_servers or None,
         )
         rec = await self.ctl.runner.create(
             spec,

@@ -3,6 +3,7 @@ model received) or refused with 400 naming them."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -19,10 +20,11 @@ from tests.compat.recording import (
     srv,
     start_server,
 )
+from tests.mcp.test_client_http import Served, served
 from tests.runtime.api.conftest import ServerThread
 from tests.runtime.providers.fakes import FakeServer
 
-__all__ = ["fake", "mode", "srv", "start_server"]
+__all__ = ["fake", "mode", "served", "srv", "start_server"]
 
 WEATHER = {
     "type": "function",
@@ -36,7 +38,7 @@ WEATHER = {
     ("tool", "words"),
     [
         ({"type": "google_search"}, "no search backend"),
-        ({"type": "mcp_server", "name": "m", "url": "https://x.org/mcp"}, "not supported yet"),
+        ({"type": "mcp_server", "name": "m", "url": "https://x.org/mcp"}, "go with agent="),
         ({"type": "computer_use"}, "computer use is not supported"),
         ({"type": "file_search"}, "file search is not supported"),
         ({"type": "google_maps"}, "Google Maps is not supported"),
@@ -135,8 +137,17 @@ def test_agent_honours_system_instruction_and_function_tools(
 @pytest.mark.parametrize(
     ("kwargs", "words"),
     [
-        ({"tools": [{"type": "google_search"}]}, "no search backend"),
+        ({"tools": [{"type": "google_search"}]}, "not supported with agent="),
         ({"tools": [{"type": "code_execution"}]}, "no exec tool"),
+        (
+            {"tools": [{"type": "mcp_server", "name": "m", "url": "https://x.org/mcp"}]},
+            "network is 'none'",
+        ),
+        (
+            {"tools": [{"type": "mcp_server", "name": "m", "command": "python3"}]},
+            "needs a url",
+        ),
+        ({"tools": [{"type": "mcp_server", "name": "bad name!", "url": "https://x.org"}]}, "name"),
         ({"tools": [{"type": "url_context"}]}, "url_context"),
         ({"agent_config": {"type": "deep-research"}}, "agent_config"),
         ({"agent_config": {"type": "dynamic", "frobnicate": 1}}, "frobnicate"),
@@ -156,3 +167,53 @@ def test_agent_refusals_name_the_field(
 
     assert words in text
     assert fake.requests == []
+
+
+@pytest.fixture
+def local_egress(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lets agents reach a server on 127.0.0.1 (set before the server reads its settings)."""
+    monkeypatch.setenv("CORRAL_EGRESS_ALLOW_PRIVATE", "127.0.0.1")
+
+
+@pytest.mark.docker
+def test_agent_uses_the_requests_mcp_server(
+    local_egress: None,
+    srv: ServerThread,
+    fake: FakeServer,
+    served: Served,
+    mode: str,
+) -> None:
+    spec = {
+        "name": "mcp-user",
+        "model": "openai:gpt-fake",
+        "instructions": "Test agent.",
+        "tools": ["files"],
+        "network": {"mode": "allowlist", "allow": ["127.0.0.1"]},
+        "limits": {"max_steps": 5, "max_tool_calls": 5, "timeout": 120},
+    }
+    httpx.post(f"{srv.url}/v1beta/agents", json=spec, timeout=30).raise_for_status()
+    fake.add(calls("kb__echo", '{"text": "hi"}'), says("openai", "The server said hi."))
+
+    done = create(
+        srv.url,
+        mode,
+        agent="mcp-user",
+        input="Ask the server.",
+        tools=[
+            {
+                "type": "mcp_server",
+                "name": "kb",
+                "url": served.url,
+                "allowed_tools": [{"tools": ["echo"]}],
+            }
+        ],
+    )
+
+    assert done.status == "completed", done
+    first = fake.requests[0].body
+    assert isinstance(first, dict)
+    offered = {t["function"]["name"] for t in first["tools"]}
+    assert "kb__echo" in offered and "kb__add" not in offered
+    assert "echo: hi" in json.dumps(last_body(fake)["messages"])
+    kinds = [type(s).__name__ for s in done.steps]
+    assert "MCPServerToolCallStep" in kinds and "MCPServerToolResultStep" in kinds
