@@ -119,7 +119,10 @@ async def sandbox_create(
             await sv.quotas.check_sandboxes(who.tenant, who.policy)
             return await sv.hub.create(who.tenant, spec)
 
-    rec = await progress.during(create(), f"starting a {spec.image} sandbox")
+    # Shielded: a call cancelled mid-start still records the sandbox (owned, reaped at its
+    # TTL) rather than leaving a container no tenant owns.
+    task = asyncio.ensure_future(create())
+    rec = await progress.during(asyncio.shield(task), f"starting a {spec.image} sandbox")
     await progress.step("sandbox ready", total=progress.count + 1)
     return _info(rec), []
 

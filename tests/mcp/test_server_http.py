@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from runtime.api.auth import ApiKeys
 from runtime.api.config import ApiConfig
+from runtime.api.policy import TenantPolicy
 from tests.runtime.api.conftest import ServerThread
 
 KEYS = ApiConfig(keys=ApiKeys.from_mapping({"key-a": "tenant-a", "key-b": "tenant-b"}))
@@ -175,3 +178,75 @@ async def test_sandbox_round_trip_progress_and_tenancy(
         assert gone.structured_content == {"sandbox_id": sid, "deleted": True}
         again = await a.call_tool("sandbox_exec", {"sandbox_id": sid, "command": "true"})
         assert again.is_error and "not_found" in text(again)
+
+        # a scripted model reads a file on the server: refused on a multi-tenant server
+        scripted = await a.call_tool("run_agent", {"input": "x", "model": "scripted:/etc/passwd"})
+        assert scripted.is_error and "scripted" in text(scripted)
+
+
+async def test_key_ceilings_apply_as_on_the_http_api(
+    start_server: Callable[..., ServerThread],
+) -> None:
+    tight = TenantPolicy(max_memory=2 * 1024**3, max_cpus=1.0, max_sandboxes=0)
+    config = ApiConfig(keys=ApiKeys.from_mapping({"key-a": "tenant-a"}, policies={"key-a": tight}))
+    server = start_server(config)
+    async with mcp_session(server.url, "key-a") as s:
+        over = await s.call_tool("sandbox_create", {"memory": "64g"})
+        assert over.is_error and text(over).startswith("permission_denied: memory 64g")
+        cpus = await s.call_tool("sandbox_create", {"cpus": 2})
+        assert cpus.is_error and "ceiling of 1" in text(cpus)
+        open_net = await s.call_tool("sandbox_create", {"network": "open"})
+        assert open_net.is_error and "network open is not allowed" in text(open_net)
+        no_domains = await s.call_tool("sandbox_create", {"network": "allowlist"})
+        assert no_domains.is_error and "allowlist" in text(no_domains)
+
+
+@pytest.mark.docker
+async def test_live_sandbox_cap(start_server: Callable[..., ServerThread]) -> None:
+    policy = TenantPolicy(max_sandboxes=0)
+    config = ApiConfig(keys=ApiKeys.from_mapping({"key-a": "tenant-a"}, policies={"key-a": policy}))
+    server = start_server(config)
+    async with mcp_session(server.url, "key-a") as s:
+        full = await s.call_tool("sandbox_create", {})
+        assert full.is_error and text(full).startswith("resource_exhausted: live sandboxes")
+
+
+@pytest.mark.docker
+async def test_run_agent_over_http(
+    start_server: Callable[..., ServerThread], tmp_path: Path
+) -> None:
+    script = tmp_path / "turns.yaml"
+    command = "mkdir -p /workspace/out && printf 'a,b\\n1,2\\n' > /workspace/out/data.csv"
+    turns = [
+        {"tool_calls": [{"name": "exec", "arguments": {"command": command}}]},
+        {"text": "Wrote data.csv"},
+    ]
+    script.write_text(yaml.safe_dump({"turns": turns}))
+    config = ApiConfig(keys=KEYS.keys, allow_scripted=True)
+    server = start_server(config)
+    messages: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
+
+    async with mcp_session(server.url, "key-a") as a:
+        r = await a.call_tool(
+            "run_agent",
+            {"input": "Make a CSV", "model": f"scripted:{script}", "timeout": 120},
+            progress_callback=on_progress,
+        )
+    assert not r.is_error, text(r)
+    out = r.structured_content
+    assert (out["status"], out["output_text"]) == ("completed", "Wrote data.csv")
+    assert [(x["path"], x["size"]) for x in out["artifacts"]] == [("data.csv", 8)]
+    assert messages[0].startswith("run ") and "step: model_output" in messages
+    got = httpx.get(
+        f"{server.url}{out['artifacts'][0]['download_path']}",
+        headers={"Authorization": "Bearer key-a"},
+    )
+    assert got.status_code == 200 and got.content == b"a,b\n1,2\n"
+    other = httpx.get(
+        f"{server.url}{out['artifacts'][0]['download_path']}",
+        headers={"Authorization": "Bearer key-b"},
+    )
+    assert other.status_code == 404
