@@ -11,11 +11,9 @@ A refusal or a failure is a result the model reads, never the content of what wa
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
 import json
-import socket
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Literal
@@ -23,7 +21,7 @@ from typing import Literal
 import httpx
 
 from sandbox.egress.policy import EgressOptions
-from sandbox.egress.proxy import address_refusal
+from sandbox.egress.proxy import Refused, address_refusal, resolve
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_BYTES = 2 * 1024 * 1024
@@ -45,12 +43,6 @@ class Fetched:
     """The page's text, or why there is none."""
 
 
-class Refused(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-
-
 class Fetcher:
     """Fetches URLs for one server; `transport` is for tests (the default is a fresh
     connection per hop, ignoring proxy environment variables)."""
@@ -70,7 +62,7 @@ class Fetcher:
         try:
             text = await self._fetch(url)
         except Refused as exc:
-            return Fetched(url, "error", f"refused: {exc}")
+            return Fetched(url, "error", f"refused: {exc.reason}: {exc.detail}")
         except httpx.HTTPError as exc:
             return Fetched(url, "error", f"fetch failed: {type(exc).__name__}: {exc}")
         except ValueError as exc:
@@ -115,7 +107,7 @@ class Fetcher:
             addrs: list[IPAddress] = [ipaddress.ip_address(host.strip("[]"))]
         except ValueError:
             mapped = self.egress.hosts.get(host)
-            addrs = [ipaddress.ip_address(mapped)] if mapped else await _resolve(host, port)
+            addrs = [ipaddress.ip_address(mapped)] if mapped else await resolve(host, port)
         private = tuple(self.egress.allow_private)
         reasons = [address_refusal(a, port, private) for a in addrs]
         allowed = [a for a, r in zip(addrs, reasons, strict=True) if r is None]
@@ -124,20 +116,6 @@ class Fetcher:
             shown = ", ".join(str(a) for a in addrs) or "no address"
             raise Refused(reason, f"{host} resolves to {shown}, which is not reachable")
         return allowed[0]
-
-
-async def _resolve(host: str, port: int) -> list[IPAddress]:
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise Refused("unresolvable", f"cannot resolve {host}: {exc}") from exc
-    out: list[IPAddress] = []
-    for info in infos:
-        addr = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if addr not in out:
-            out.append(addr)
-    return out
 
 
 async def _read_capped(resp: httpx.Response) -> bytes:

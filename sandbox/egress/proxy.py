@@ -231,7 +231,7 @@ class Proxy:
             if mapped is not None:
                 addrs = [ipaddress.ip_address(mapped)]
             else:
-                addrs = await _resolve(host, port)
+                addrs = await resolve(host, port)
         reasons = [address_refusal(a, port, policy.private) for a in addrs]
         allowed = [a for a, r in zip(addrs, reasons, strict=True) if r is None]
         if not allowed:
@@ -316,7 +316,8 @@ class Proxy:
             log(f"cannot log refusal: {err}")
 
 
-async def _resolve(host: str, port: int) -> list[IPAddress]:
+async def resolve(host: str, port: int) -> list[IPAddress]:
+    """The distinct addresses `host` resolves to; Refused(`unresolvable`) when it does not."""
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
