@@ -13,7 +13,7 @@ import threading
 
 from .execcore import Process, kill_group
 
-__all__ = ["kill_group", "readable", "reap_later", "set_once", "wait_exit", "writable"]
+__all__ = ["kill_group", "read_some", "readable", "reap_later", "set_once", "wait_exit", "writable"]
 
 READ_SIZE = 1 << 16
 
@@ -27,6 +27,15 @@ async def readable(fd: int) -> None:
         await fut
     finally:
         loop.remove_reader(fd)
+
+
+async def read_some(fd: int) -> bytes:
+    """Up to READ_SIZE bytes from the non-blocking `fd` once some are there; b"" at EOF."""
+    while True:
+        try:
+            return os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            await readable(fd)
 
 
 async def writable(fd: int) -> None:

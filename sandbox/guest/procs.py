@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from .errors import INVALID_ARGUMENT, LIMIT_EXCEEDED, NOT_FOUND, ToolFailure, from_os_error
 from .execcore import Process
 from .execs import start
-from .fdio import READ_SIZE, kill_group, readable, reap_later, wait_exit, writable
+from .fdio import kill_group, read_some, reap_later, wait_exit, writable
 
 RING = 1 << 20
 MAX_PROCS = 256
@@ -60,14 +60,7 @@ class BackgroundProcess:
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         try:
-            while True:
-                try:
-                    data = os.read(fd, READ_SIZE)
-                except BlockingIOError:
-                    await readable(fd)
-                    continue
-                if not data:
-                    return
+            while data := await read_some(fd):
                 self.ring += data
                 if len(self.ring) > RING:
                     drop = len(self.ring) - RING
@@ -242,26 +235,12 @@ async def _pipe_in(sink: PipeSink, fd: int) -> None:
 
 async def _pipe_out(sink: PipeSink, fd: int) -> None:
     header = {"t": "data", "id": sink.id, "s": "stdout"}
-    while True:
-        try:
-            data = os.read(fd, READ_SIZE)
-        except BlockingIOError:
-            await readable(fd)
-            continue
-        if not data:
-            return
+    while data := await read_some(fd):
         await sink.send_stream(header, data)
 
 
 async def _pipe_err(fd: int, keep: bytearray) -> None:
-    while True:
-        try:
-            data = os.read(fd, READ_SIZE)
-        except BlockingIOError:
-            await readable(fd)
-            continue
-        if not data:
-            return
+    while data := await read_some(fd):
         keep += data
         if len(keep) > PIPE_STDERR_KEEP:
             del keep[: len(keep) - PIPE_STDERR_KEEP]
