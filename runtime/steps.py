@@ -15,6 +15,7 @@ from typing import Any
 from runtime.mcp.names import qualified_name
 from runtime.providers.base import Media, Message, ToolCall
 from runtime.store.base import EventRecord
+from runtime.views import recorded_step
 
 
 def materialize(events: Iterable[EventRecord]) -> list[dict[str, Any]]:
@@ -88,7 +89,9 @@ def to_messages(steps: Iterable[dict[str, Any]]) -> list[Message]:
             messages.append(assistant)
             assistant = None
 
-    for step in steps:
+    names: dict[str, str] = {}  # call id -> tool name, for results that do not repeat it
+    for given in steps:
+        step = recorded_step(given)
         kind = step.get("type")
         if kind == "user_input":
             flush()
@@ -104,6 +107,7 @@ def to_messages(steps: Iterable[dict[str, Any]]) -> list[Message]:
                 assistant.thought_signature = step.get("signature") or assistant.thought_signature
             else:
                 args = step.get("arguments") or {}
+                names[str(step.get("id"))] = _tool_name(step)
                 assistant.tool_calls.append(
                     ToolCall(
                         id=str(step.get("id")),
@@ -120,7 +124,9 @@ def to_messages(steps: Iterable[dict[str, Any]]) -> list[Message]:
                     role="tool",
                     content=result if isinstance(result, str) else json.dumps(result),
                     tool_call_id=str(step.get("call_id")),
-                    name=_tool_name(step),
+                    name=_tool_name(step)
+                    if step.get("name")
+                    else names.get(str(step.get("call_id")), "tool"),
                     is_error=bool(step.get("is_error")),
                 )
             )

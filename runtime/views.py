@@ -85,6 +85,35 @@ def _server_tool_step(step: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def recorded_step(step: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of `public_step`: a step a client sends back (stateless `store=false`
+    history, follow-up input) as Corral records it, so the model sees the same tool calls."""
+    kind = step.get("type")
+    if kind == "code_execution_call":
+        args = step.get("arguments")
+        args = dict(args) if isinstance(args, dict) else {}
+        language = args.pop("language", "python")
+        name = "python" if language == "python" else "exec"
+        args = {CODE_TOOLS[name][1]: str(args.pop("code", "")), **args}
+        out = {"type": "function_call", "id": step.get("id"), "name": name, "arguments": args}
+    elif kind in ("code_execution_result", *(f"{t}_result" for t in SERVER_TOOLS)):
+        out = {
+            "type": "function_result",
+            "call_id": step.get("call_id"),
+            "result": step.get("result"),
+            "is_error": bool(step.get("is_error")),
+        }
+    elif kind in tuple(f"{t}_call" for t in SERVER_TOOLS):
+        tool = str(kind).removesuffix("_call")
+        out = {"type": "function_call", "id": step.get("id"), "name": tool,
+               "arguments": step.get("arguments") or {}}  # fmt: skip
+    else:
+        return step
+    if step.get("signature"):
+        out["signature"] = step["signature"]
+    return out
+
+
 def public_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [public_step(s) for s in steps]
 

@@ -111,3 +111,40 @@ def test_safe_relpath_refuses(bad: str) -> None:
 def test_safe_relpath_accepts_and_normalizes() -> None:
     assert str(safe_relpath("sub/dir/file.txt")) == "sub/dir/file.txt"
     assert str(safe_relpath("a//b")) == "a/b" and str(safe_relpath("./a")) == "a"
+
+
+def test_steps_as_the_sdk_shows_them_reach_the_model_as_the_tool_calls_they_were() -> None:
+    """A client sending history back (store=false) sends the public step types: code
+    execution, url_context and google_search steps must not be dropped on the way in."""
+    from runtime.steps import to_messages
+    from runtime.views import public_steps
+
+    recorded = [
+        {"type": "user_input", "content": [{"type": "text", "text": "go"}]},
+        {"type": "function_call", "id": "c1", "name": "python", "arguments": {"code": "1+1"}},
+        {"type": "function_result", "call_id": "c1", "name": "python", "result": "2"},
+        {"type": "function_call", "id": "c2", "name": "exec", "arguments": {"command": "ls"}},
+        {"type": "function_result", "call_id": "c2", "name": "exec", "result": "a.txt"},
+        {"type": "function_call", "id": "c3", "name": "url_context", "server_tool":
+         "url_context", "arguments": {"urls": ["http://x.test/"]}},
+        {"type": "function_result", "call_id": "c3", "name": "url_context", "server_tool":
+         "url_context", "result": "page text", "details": [{"url": "http://x.test/",
+                                                          "status": "success"}]},
+        {"type": "model_output", "content": [{"type": "text", "text": "done"}]},
+    ]  # fmt: skip
+    shown = public_steps(recorded)
+    assert [s["type"] for s in shown][1:7] == [
+        "code_execution_call", "code_execution_result", "code_execution_call",
+        "code_execution_result", "url_context_call", "url_context_result",
+    ]  # fmt: skip
+    messages = to_messages(shown)
+    calls = [c for m in messages for c in m.tool_calls]
+    assert [(c.id, c.name, c.arguments) for c in calls] == [
+        ("c1", "python", {"code": "1+1"}),
+        ("c2", "exec", {"command": "ls"}),
+        ("c3", "url_context", {"urls": ["http://x.test/"]}),
+    ]
+    results = [(m.tool_call_id, m.name, m.content) for m in messages if m.role == "tool"]
+    assert results[:2] == [("c1", "python", "2"), ("c2", "exec", "a.txt")]
+    assert results[2][:2] == ("c3", "url_context")
+    assert messages[-1].content == "done"
