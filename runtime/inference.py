@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -33,9 +33,10 @@ from runtime.generation import (
     check_tools,
     client_tools,
     generation_config,
+    mcp_tools,
 )
 from runtime.ids import new_id
-from runtime.providers.base import Message, ModelProvider, Usage
+from runtime.providers.base import Message, ModelProvider, ToolSpec, Usage
 from runtime.runner import ProviderFactory
 from runtime.server_tools import ServerTools, ServerToolsConfig, check_server_tools, requested
 from runtime.server_tools.loop import ServerToolLoop
@@ -44,6 +45,9 @@ from runtime.steps import materialize, to_messages
 from runtime.store.base import InteractionRecord, Store
 from runtime.views import interaction_view
 from sandbox.errors import SandboxError
+
+if TYPE_CHECKING:
+    from runtime.mcp.client import McpTools
 
 log = structlog.get_logger("corral.inference")
 
@@ -210,6 +214,10 @@ class Inference:
             req.generation_config, req.response_format, req.response_mime_type
         )
         rest = check_server_tools(req.tools, self.server_tools)
+        # Remote MCP servers: reached by the controller under the egress address rules (no
+        # sandbox network here, as for url_context).
+        mcp_tools(req.tools, network="open", allow=())
+        rest = [t for t in rest if not (isinstance(t, dict) and t.get("type") == "mcp_server")]
         server_specs = specs_of(requested(req.tools))
         check_tool_choice(config, [*check_tools(rest), *server_specs])
         check_media(steps, model)
@@ -240,6 +248,7 @@ class Inference:
         provider: ModelProvider | None = None
         loop: AgentLoop | None = None
         server: ServerTools | None = None
+        mcp: McpTools | None = None
         status, errors = "failed", [{"code": "internal", "message": "run did not finish"}]
         try:
             cfg = rec.config
@@ -255,8 +264,11 @@ class Inference:
             )
             functions = client_tools(cfg.get("tools"))
             kinds = requested(cfg.get("tools"))
-            if kinds:
+            mcp_servers = [t for t in cfg.get("tools") or [] if t.get("type") == "mcp_server"]
+            if kinds or mcp_servers:
                 server = ServerTools(kinds, self.server_tools, rec)
+                if mcp_servers:
+                    mcp = await self._open_mcp(mcp_servers, [*server.specs, *functions])
                 loop = ServerToolLoop(
                     provider,
                     recorder,
@@ -265,6 +277,7 @@ class Inference:
                     system=cfg.get("system_instruction"),
                     limits=Limits(max_steps=MAX_TURNS, max_tool_calls=MAX_TOOL_CALLS, timeout=None),
                     config=config,
+                    mcp=mcp,
                 )
             else:
                 loop = AgentLoop(
@@ -288,10 +301,28 @@ class Inference:
             status, errors = "failed", [{"code": "internal", "message": f"{type(exc).__name__}"}]
         finally:
             usage = loop.usage if loop is not None else Usage()
+            if mcp is not None:
+                await asyncio.shield(mcp.aclose())
             if server is not None:
                 await asyncio.shield(self._release(rec, server, status))
             final = await asyncio.shield(self._finish(rec, status, errors, usage, provider))
         return final
+
+    async def _open_mcp(
+        self, servers: list[dict[str, Any]], other_tools: list[ToolSpec]
+    ) -> McpTools:
+        from runtime.agents.spec import McpServerTool
+        from runtime.mcp.client import McpTools  # the SDK takes ~1 s to import
+        from runtime.mcp.egress import AddressPolicy
+
+        egress = self.server_tools.egress
+        return await McpTools.open(
+            [McpServerTool.model_validate(t) for t in servers],
+            sandbox=None,
+            network="open",
+            addresses=AddressPolicy(egress.allow_private, egress.hosts),
+            reserved=[t.name for t in other_tools],
+        )
 
     async def _release(self, rec: InteractionRecord, server: ServerTools, status: str) -> None:
         """Keep the code sandbox for follow-ups, unless the run was cancelled or not stored."""

@@ -5,11 +5,14 @@ recorded with their `server_tool` marker and SDK result items."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime.agents.loop import AgentLoop, Limits, Recorder
 from runtime.providers.base import GenerationConfig, Message, ModelProvider, ToolCall, ToolSpec
 from runtime.server_tools.tools import ServerTools
+
+if TYPE_CHECKING:
+    from runtime.mcp.client import McpTools
 
 
 class ServerToolLoop(AgentLoop):
@@ -23,10 +26,12 @@ class ServerToolLoop(AgentLoop):
         system: str | None = None,
         limits: Limits = Limits(),
         config: GenerationConfig | None = None,
+        mcp: McpTools | None = None,
     ) -> None:
         super().__init__(
             provider,
             recorder,
+            mcp=mcp,
             client_tools=client_tools,
             system=system,
             limits=limits,
@@ -36,7 +41,7 @@ class ServerToolLoop(AgentLoop):
 
     @property
     def tool_specs(self) -> list[ToolSpec]:
-        return [*self.server.specs, *self.client_tools]
+        return [*self.server.specs, *(self.mcp.specs if self.mcp else []), *self.client_tools]
 
     async def _server_call(self, call: ToolCall) -> Message:
         kind = self.server.kind_of(call.name)

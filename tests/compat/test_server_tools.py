@@ -402,7 +402,9 @@ def test_google_search_without_a_backend_is_400_naming_the_setting(
     assert fake.requests == []
 
 
-def test_mcp_server_with_model_is_still_refused(srv: ServerThread, mode: str) -> None:
-    tool = {"type": "mcp_server", "name": "m", "url": "https://x.org/mcp"}
+def test_mcp_server_with_model_must_be_a_remote_server(srv: ServerThread, mode: str) -> None:
+    """With model= an MCP server is reached by the controller (test_tools.py runs one); a
+    stdio server would run a command the caller names, so it is refused."""
+    tool = {"type": "mcp_server", "name": "m", "command": "python3"}
     text = refused(srv.url, mode, model=MODEL, input="x", tools=[tool])
-    assert "mcp_server" in text
+    assert "mcp_server" in text and "needs a url" in text

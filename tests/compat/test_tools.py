@@ -38,7 +38,6 @@ WEATHER = {
     ("tool", "words"),
     [
         ({"type": "google_search"}, "no search backend"),
-        ({"type": "mcp_server", "name": "m", "url": "https://x.org/mcp"}, "go with agent="),
         ({"type": "computer_use"}, "computer use is not supported"),
         ({"type": "file_search"}, "file search is not supported"),
         ({"type": "google_maps"}, "Google Maps is not supported"),
@@ -217,3 +216,40 @@ def test_agent_uses_the_requests_mcp_server(
     assert "echo: hi" in json.dumps(last_body(fake)["messages"])
     kinds = [type(s).__name__ for s in done.steps]
     assert "MCPServerToolCallStep" in kinds and "MCPServerToolResultStep" in kinds
+
+
+def test_model_uses_the_requests_mcp_server(
+    local_egress: None, srv: ServerThread, fake: FakeServer, served: Served, mode: str
+) -> None:
+    fake.add(calls("kb__add", '{"a": 40, "b": 2}'), says("openai", "It is 42."))
+
+    done = create(
+        srv.url,
+        mode,
+        model="openai:gpt-fake",
+        input="Add them.",
+        tools=[{"type": "mcp_server", "name": "kb", "url": served.url}],
+    )
+
+    assert done.status == "completed", done
+    assert done.output_text == "It is 42."
+    tool_msg = last_body(fake)["messages"][-1]
+    assert tool_msg["role"] == "tool" and tool_msg["content"] == "42"
+    kinds = [type(s).__name__ for s in done.steps]
+    assert "MCPServerToolCallStep" in kinds and "MCPServerToolResultStep" in kinds
+
+
+def test_model_mcp_server_on_loopback_needs_the_operators_opt_in(
+    srv: ServerThread, fake: FakeServer, served: Served, mode: str
+) -> None:
+    done = create(
+        srv.url,
+        mode,
+        model="openai:gpt-fake",
+        input="Add them.",
+        tools=[{"type": "mcp_server", "name": "kb", "url": served.url}],
+    )
+
+    assert done.status == "failed"
+    assert "loopback" in json.dumps([e.model_dump() for e in done.errors or []])
+    assert fake.requests == [] and not served.authorization
