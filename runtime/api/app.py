@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import structlog
 from fastapi import Depends, FastAPI
 
+from runtime import e2b
 from runtime.api.accesslog import AccessLog
 from runtime.api.bodylimit import BodyLimit
 from runtime.api.config import ApiConfig
@@ -99,6 +100,8 @@ def create_app(
     app.include_router(sandboxes.router)
     app.include_router(webhooks.router)
     app.include_router(health.router)
+    for router in e2b.routers():  # the E2B front door (E2B_API_URL / E2B_SANDBOX_URL)
+        app.include_router(router)
     app.router.routes.append(mcp.route)
     app.add_middleware(BodyLimit, json_limit=cfg.json_limit, upload_limit=cfg.upload_limit)
     app.add_middleware(HttpMetrics, metrics=metrics)

@@ -1,0 +1,161 @@
+"""What the E2B routes share: access tokens, the template map, running commands, errors.
+
+Tenancy: lifecycle calls carry the Corral key in `X-API-KEY`; in-sandbox calls carry no key,
+only `E2b-Sandbox-Id` and the `X-Access-Token` we returned at create/connect, an HMAC of the
+sandbox id and its owner under a secret of this server process. A wrong or missing token is
+401; an unknown sandbox is 404 (another tenant's sandbox is unknown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+import posixpath
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+
+from runtime.api.auth import Principal, key_from_headers
+from runtime.api.deps import ApiState
+from runtime.api.errors import sandbox_status
+from runtime.errors import CorralError, NotFound, Unauthorized
+from runtime.store.base import SandboxRecord
+from sandbox.api import Sandbox
+from sandbox.errors import SandboxError
+
+ENVD_VERSION = "0.6.1"
+"""What we answer as envd's version: octet-stream uploads and default user, no file metadata."""
+HOME = "/home/user"
+"""E2B's default user's home; Corral's writable workspace stands in for it."""
+WORKSPACE = "/workspace"
+DEFAULT_TEMPLATES = {"base": "corral/base", "code-interpreter-v1": "corral/base"}
+TEMPLATES_ENV = "CORRAL_E2B_TEMPLATES"
+
+
+def templates_from_env() -> dict[str, str]:
+    """`base` and `code-interpreter-v1` out of the box, plus `name=image,...` from
+    `CORRAL_E2B_TEMPLATES` (which may also override them)."""
+    out = dict(DEFAULT_TEMPLATES)
+    for item in os.environ.get(TEMPLATES_ENV, "").split(","):
+        name, sep, image = item.strip().partition("=")
+        if sep and name.strip() and image.strip():
+            out[name.strip()] = image.strip()
+    return out
+
+
+@dataclass
+class Command:
+    """One command started over envd's Process service (the stream that runs it owns it)."""
+
+    pid: int
+    cmd: str
+    args: list[str]
+    envs: dict[str, str]
+    cwd: str
+    tag: str | None
+    task: asyncio.Task[Any] | None = None
+
+
+@dataclass
+class E2BState:
+    templates: dict[str, str]
+    secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    commands: dict[str, dict[int, Command]] = field(default_factory=dict)
+    """sandbox id -> pid -> running command."""
+    _next_pid: int = 1000
+
+    def next_pid(self) -> int:
+        self._next_pid += 1
+        return self._next_pid
+
+    def token(self, rec: SandboxRecord) -> str:
+        msg = f"{rec.id}\0{rec.tenant}".encode()
+        return hmac.new(self.secret, msg, hashlib.sha256).hexdigest()
+
+    def image_for(self, template: str) -> str:
+        image = self.templates.get(template)
+        if image is None:
+            known = ", ".join(sorted(self.templates))
+            raise NotFound(f"template '{template}' not found (known: {known})")
+        return image
+
+
+class E2BError(Exception):
+    """An error answered in E2B's shape `{"code": status, "message": ...}`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Unsupported(E2BError):
+    def __init__(self, feature: str) -> None:
+        super().__init__(
+            501, f"{feature} is not supported by Corral's E2B compatibility layer (docs/e2b.md)"
+        )
+
+
+def status_of(exc: BaseException) -> tuple[int, str]:
+    """(HTTP status, message) of an error raised by the layers below."""
+    if isinstance(exc, E2BError):
+        return exc.status, exc.message
+    if isinstance(exc, CorralError):
+        return exc.http_status, str(exc)
+    if isinstance(exc, SandboxError):
+        return sandbox_status(exc)[0], str(exc)
+    return 500, "internal error"
+
+
+def api_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.corral
+    return state
+
+
+def principal(request: Request) -> Principal:
+    """The caller of a lifecycle call: E2B sends the key in `X-API-KEY`."""
+    key = request.headers.get("x-api-key") or key_from_headers(request.headers)
+    return api_state(request).config.keys.principal_for(key)
+
+
+async def sandbox_for(request: Request, e2b: E2BState) -> Sandbox:
+    """The sandbox an in-sandbox call names, checked against its access token."""
+    sandbox_id = request.headers.get("e2b-sandbox-id", "")
+    token = request.headers.get("x-access-token", "")
+    if not sandbox_id:
+        raise E2BError(400, "missing E2b-Sandbox-Id header (set E2B_SANDBOX_URL to Corral)")
+    state = api_state(request)
+    try:
+        rec = await state.hub.store.get_sandbox(sandbox_id)
+    except NotFound:
+        raise NotFound(f"sandbox {sandbox_id} not found") from None
+    if not token or not hmac.compare_digest(token, e2b.token(rec)):
+        raise Unauthorized("invalid or missing X-Access-Token for this sandbox")
+    return await state.hub.connect(rec.tenant, rec.id)
+
+
+def to_corral(path: str, *, default: str = HOME) -> str:
+    """An E2B path as a path in the workspace: `/home/user/...` is `/workspace/...`,
+    relative paths are relative to the home."""
+    path = path or default
+    if not path.startswith("/"):
+        path = posixpath.join(HOME, path)
+    path = posixpath.normpath(path)
+    if path == HOME or path.startswith(HOME + "/"):
+        return WORKSPACE + path[len(HOME) :]
+    return path
+
+
+def to_e2b(path: str) -> str:
+    """A workspace path as the SDK expects it (under `/home/user`)."""
+    if path in (".", "", WORKSPACE):
+        return HOME
+    if path.startswith(WORKSPACE + "/"):
+        return HOME + path[len(WORKSPACE) :]
+    if not path.startswith("/"):
+        return posixpath.join(HOME, path.removeprefix("./"))
+    return path

@@ -1,0 +1,356 @@
+"""envd over `E2B_SANDBOX_URL`: the Process and Filesystem Connect-RPC services and the plain
+`/files` upload/download, each call mapped onto the public `sandbox.Sandbox` API.
+
+Commands run as the sandbox's one non-root user whatever `user` asks; `/home/user` is the
+workspace (paths are translated both ways). PTY, stdin, reconnecting to a running command and
+directory watches answer `unimplemented` naming the feature.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.parser
+import email.policy
+import posixpath
+import stat as statmod
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from runtime.e2b.common import (
+    HOME,
+    WORKSPACE,
+    Command,
+    E2BError,
+    E2BState,
+    Unsupported,
+    sandbox_for,
+    status_of,
+    to_corral,
+    to_e2b,
+)
+from runtime.e2b.connect import (
+    STREAM_MEDIA,
+    b64,
+    end_stream,
+    envelope,
+    read_request,
+    timeout_of,
+)
+from runtime.e2b.routes import ConnectRoute, E2BRoute
+from sandbox.api import Sandbox
+from sandbox.errors import SandboxError
+from sandbox.types import FileInfo
+
+STREAM_QUEUE = 64
+UNSUPPORTED = {
+    "/process.Process/Connect": "reconnecting to a running command (commands.connect)",
+    "/process.Process/SendInput": "command stdin (send_stdin)",
+    "/process.Process/StreamInput": "command stdin (stream_input)",
+    "/process.Process/CloseStdin": "command stdin (close_stdin)",
+    "/process.Process/Update": "PTY (resize)",
+    "/filesystem.Filesystem/WatchDir": "watch_dir",
+    "/filesystem.Filesystem/CreateWatcher": "watch_dir",
+    "/filesystem.Filesystem/GetWatcherEvents": "watch_dir",
+    "/filesystem.Filesystem/RemoveWatcher": "watch_dir",
+}
+
+
+def router(e2b: E2BState) -> APIRouter:
+    r = APIRouter(route_class=ConnectRoute, tags=["e2b"], include_in_schema=False)
+
+    # -- process ------------------------------------------------------------------------
+    async def start(request: Request) -> Response:
+        try:
+            sb = await sandbox_for(request, e2b)
+            msg = await read_request(request)
+            if msg.get("pty"):
+                raise Unsupported("PTY")
+            proc = msg.get("process") or {}
+            cmd = str(proc.get("cmd") or "")
+            if not cmd:
+                raise E2BError(400, "process.cmd is required")
+            args = [str(a) for a in proc.get("args") or []]
+            envs = {str(k): str(v) for k, v in (proc.get("envs") or {}).items()}
+            cwd = to_corral(str(proc.get("cwd") or HOME))
+        except Exception as exc:
+            status, message = status_of(exc) if not isinstance(exc, ValueError) else (400, str(exc))
+            return _stream_response(_one(end_stream(status, message)))
+        command = Command(e2b.next_pid(), cmd, args, envs, to_e2b(cwd), msg.get("tag"))
+        frames = _run(e2b, sb, command, cwd, timeout_of(request))
+        return _stream_response(frames)
+
+    r.add_api_route("/process.Process/Start", start, methods=["POST"])
+
+    async def list_(request: Request) -> dict[str, Any]:
+        sb = await sandbox_for(request, e2b)
+        procs = e2b.commands.get(sb.id, {}).values()
+        return {
+            "processes": [
+                {
+                    "pid": c.pid,
+                    "tag": c.tag,
+                    "config": {"cmd": c.cmd, "args": c.args, "envs": c.envs, "cwd": c.cwd},
+                }
+                for c in procs
+            ]
+        }
+
+    r.add_api_route("/process.Process/List", list_, methods=["POST"])
+
+    async def send_signal(request: Request) -> dict[str, Any]:
+        sb = await sandbox_for(request, e2b)
+        msg = await read_request(request)
+        selector = msg.get("process") or {}
+        procs = e2b.commands.get(sb.id, {})
+        found = [
+            c
+            for c in procs.values()
+            if ("pid" in selector and c.pid == int(selector["pid"]))
+            or ("tag" in selector and c.tag == selector["tag"])
+        ]
+        if not found:
+            raise E2BError(404, f"process {selector} not found")
+        for c in found:
+            if c.task is not None:
+                c.task.cancel()
+        return {}
+
+    r.add_api_route("/process.Process/SendSignal", send_signal, methods=["POST"])
+
+    # -- filesystem ---------------------------------------------------------------------
+    async def stat(request: Request) -> dict[str, Any]:
+        sb = await sandbox_for(request, e2b)
+        msg = await read_request(request)
+        path = to_corral(str(msg.get("path") or ""))
+        return {"entry": _entry(await sb.files.stat(path), path)}
+
+    async def make_dir(request: Request) -> dict[str, Any]:
+        sb = await sandbox_for(request, e2b)
+        msg = await read_request(request)
+        path = to_corral(str(msg.get("path") or ""))
+        with contextlib.suppress(SandboxError):
+            await sb.files.stat(path)
+            raise E2BError(409, f"{to_e2b(path)} already exists")
+        await sb.files.mkdir(path, parents=True)
+        return {"entry": _entry(await sb.files.stat(path), path)}
+
+    async def move(request: Request) -> dict[str, Any]:
+        sb = await sandbox_for(request, e2b)
+        msg = await read_request(request)
+        src = to_corral(str(msg.get("source") or ""))
+        dst = to_corral(str(msg.get("destination") or ""))
+        await sb.files.move(src, dst)
+        return {"entry": _entry(await sb.files.stat(dst), dst)}
+
+    async def list_dir(request: Request) -> dict[str, Any]:
+        sb = await sandbox_for(request, e2b)
+        msg = await read_request(request)
+        path = to_corral(str(msg.get("path") or ""))
+        depth = max(1, int(msg.get("depth") or 1))
+        infos = await sb.files.list(path, recursive=depth > 1)
+        base = _abs(path)
+        entries = []
+        for info in infos:
+            full = _abs(info.path)
+            rel = posixpath.relpath(full, base)
+            if rel == "." or rel.startswith("..") or rel.count("/") >= depth:
+                continue
+            entries.append(_entry(info, full))
+        return {"entries": entries}
+
+    async def remove(request: Request) -> dict[str, Any]:
+        sb = await sandbox_for(request, e2b)
+        msg = await read_request(request)
+        await sb.files.remove(to_corral(str(msg.get("path") or "")), recursive=True)
+        return {}
+
+    for name, handler in (
+        ("Stat", stat),
+        ("MakeDir", make_dir),
+        ("Move", move),
+        ("ListDir", list_dir),
+        ("Remove", remove),
+    ):
+        r.add_api_route(f"/filesystem.Filesystem/{name}", handler, methods=["POST"])
+
+    for path, feature in UNSUPPORTED.items():
+        r.add_api_route(path, _refuse(e2b, feature), methods=["POST"])
+
+    # -- plain HTTP ---------------------------------------------------------------------
+    files = APIRouter(route_class=E2BRoute, include_in_schema=False)
+
+    async def download(request: Request, path: str) -> Response:
+        sb = await sandbox_for(request, e2b)
+        it = sb.files.download(to_corral(path)).__aiter__()
+        first = await anext(it, b"")
+
+        async def body() -> AsyncIterator[bytes]:
+            if first:
+                yield first
+            async for chunk in it:
+                yield chunk
+
+        return StreamingResponse(body(), media_type="application/octet-stream")
+
+    async def upload(request: Request) -> Response:
+        sb = await sandbox_for(request, e2b)
+        ctype = request.headers.get("content-type", "")
+        written: list[dict[str, str]] = []
+        if ctype.startswith("multipart/form-data"):
+            raw = await request.body()
+            parsed = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+                b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + raw
+            )
+            default = request.query_params.get("path")
+            for part in parsed.iter_parts():
+                name = default or part.get_filename() or ""
+                if not name:
+                    raise E2BError(400, "a file part without a path")
+                data = part.get_payload(decode=True)
+                target = to_corral(name)
+                await sb.files.write(target, data if isinstance(data, bytes) else b"")
+                written.append(
+                    {"name": posixpath.basename(target), "type": "file", "path": to_e2b(target)}
+                )
+        else:
+            if request.headers.get("content-encoding"):
+                raise Unsupported("compressed uploads (gzip)")
+            query_path = request.query_params.get("path")
+            if not query_path:
+                raise E2BError(400, "path is required")
+            target = to_corral(query_path)
+
+            async def chunks() -> AsyncIterator[bytes]:
+                async for chunk in request.stream():
+                    if chunk:
+                        yield chunk
+
+            await sb.files.upload(target, chunks())
+            written.append(
+                {"name": posixpath.basename(target), "type": "file", "path": to_e2b(target)}
+            )
+        return JSONResponse(written)
+
+    async def health() -> Response:
+        return Response(status_code=204)
+
+    files.add_api_route("/files", download, methods=["GET"])
+    files.add_api_route("/files", upload, methods=["POST"])
+    files.add_api_route("/health", health, methods=["GET"])
+    r.include_router(files)
+    return r
+
+
+def _refuse(e2b: E2BState, feature: str) -> Any:
+    async def refuse(request: Request) -> Response:
+        await sandbox_for(request, e2b)
+        if request.headers.get("content-type", "").startswith(STREAM_MEDIA):
+            return _stream_response(_one(end_stream(501, _message(feature))))
+        raise Unsupported(feature)
+
+    return refuse
+
+
+def _message(feature: str) -> str:
+    return Unsupported(feature).message
+
+
+async def _one(frame: bytes) -> AsyncIterator[bytes]:
+    yield frame
+
+
+def _stream_response(frames: AsyncIterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(frames, media_type=STREAM_MEDIA)
+
+
+async def _run(
+    e2b: E2BState, sb: Sandbox, command: Command, cwd: str, timeout: float | None
+) -> AsyncIterator[bytes]:
+    """One command as envd's event stream: start, data..., end, end of stream."""
+    queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(STREAM_QUEUE)
+
+    async def on_output(stream: str, data: bytes) -> None:
+        await queue.put((stream, data))
+
+    async def run() -> Any:
+        try:
+            return await sb.exec(
+                [command.cmd, *command.args],
+                cwd=cwd,
+                env=command.envs or None,
+                timeout=timeout,
+                on_output=on_output,
+            )
+        finally:
+            await queue.put(None)
+
+    procs = e2b.commands.setdefault(sb.id, {})
+    task = asyncio.create_task(run())
+    command.task = task
+    procs[command.pid] = command
+    try:
+        yield envelope({"event": {"start": {"pid": command.pid}}})
+        while (item := await queue.get()) is not None:
+            stream, data = item
+            yield envelope({"event": {"data": {stream: b64(data)}}})
+        try:
+            result = await task
+        except asyncio.CancelledError:
+            end = {"exitCode": -1, "exited": False, "status": "signal: killed"}
+            yield envelope({"event": {"end": end}})
+            yield end_stream()
+            return
+        except SandboxError as exc:
+            status, message = status_of(exc)
+            yield end_stream(status, message)
+            return
+        end = {
+            "exitCode": result.exit_code,
+            "exited": result.signal is None,
+            "status": f"exit status {result.exit_code}"
+            if result.signal is None
+            else f"signal: {result.signal}",
+        }
+        if result.timed_out:
+            end["error"] = "command timed out"
+        yield envelope({"event": {"end": end}})
+        yield end_stream()
+    finally:
+        procs.pop(command.pid, None)
+        if not task.done():  # the client went away: stop the command
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, SandboxError):
+                await task
+
+
+def _abs(path: str) -> str:
+    """A Corral file path (relative to the workspace or absolute) as an absolute path."""
+    if path.startswith("/"):
+        return posixpath.normpath(path)
+    return posixpath.normpath(posixpath.join(WORKSPACE, path))
+
+
+def _entry(info: FileInfo, path: str) -> dict[str, Any]:
+    full = _abs(path)
+    kind = "FILE_TYPE_DIRECTORY" if info.is_dir else "FILE_TYPE_FILE"
+    if info.is_symlink:
+        kind = "FILE_TYPE_SYMLINK"
+    return {
+        "name": posixpath.basename(full) or "/",
+        "type": kind,
+        "path": to_e2b(full),
+        "size": info.size,
+        "mode": info.mode,
+        "permissions": statmod.filemode(
+            info.mode | (statmod.S_IFDIR if info.is_dir else statmod.S_IFREG)
+        ),
+        "owner": "user",
+        "group": "user",
+        "modifiedTime": datetime.fromtimestamp(info.mtime, UTC).isoformat().replace("+00:00", "Z"),
+        "isSymlink": info.is_symlink,
+    }

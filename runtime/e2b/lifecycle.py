@@ -1,0 +1,196 @@
+"""E2B's sandbox lifecycle (`E2B_API_URL`) on `SandboxHub`: create, list, get, connect,
+kill, set timeout. Same keys (sent as `X-API-KEY`), tenancy and ceilings as
+`/v1beta/sandboxes`. The E2B timeout becomes the sandbox's idle TTL.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from runtime.api.schemas import CreateSandbox
+from runtime.e2b.common import ENVD_VERSION, E2BState, Unsupported, api_state, principal
+from runtime.e2b.routes import E2BRoute
+from runtime.store.base import SandboxRecord
+from runtime.views import iso
+from sandbox.spec import parse_size
+
+DEFAULT_TIMEOUT = 300
+"""E2B's default sandbox timeout (seconds)."""
+MAX_TIMEOUT = 24 * 3600
+
+
+class NewSandbox(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    templateID: str = Field(min_length=1, max_length=256)
+    timeout: int = Field(DEFAULT_TIMEOUT, ge=1, le=MAX_TIMEOUT)
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=64)
+    envVars: dict[str, str] = Field(default_factory=dict, max_length=256)
+    allow_internet_access: bool | None = None
+    autoPause: bool = False
+    mcp: Any = None
+    network: Any = None
+    volumeMounts: Any = None
+
+
+class Timeout(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    timeout: int = Field(ge=0, le=MAX_TIMEOUT)
+
+
+class ConnectBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    timeout: int | None = Field(None, ge=0, le=MAX_TIMEOUT)
+
+
+def router(e2b: E2BState) -> APIRouter:
+    r = APIRouter(route_class=E2BRoute, tags=["e2b"], include_in_schema=False)
+
+    def created(rec: SandboxRecord) -> dict[str, Any]:
+        info = rec.spec.get("e2b", {})
+        return {
+            "templateID": info.get("template", rec.spec.get("image")),
+            "sandboxID": rec.id,
+            "clientID": "corral",
+            "envdVersion": ENVD_VERSION,
+            "envdAccessToken": e2b.token(rec),
+            "domain": None,
+        }
+
+    def detail(rec: SandboxRecord, *, token: bool) -> dict[str, Any]:
+        info = rec.spec.get("e2b", {})
+        ttl = rec.spec.get("idle_ttl") or DEFAULT_TIMEOUT
+        memory = rec.spec.get("memory") or 0
+        out = {
+            "templateID": info.get("template", rec.spec.get("image")),
+            "sandboxID": rec.id,
+            "clientID": "corral",
+            "startedAt": iso(rec.created),
+            "endAt": iso(rec.last_used + timedelta(seconds=float(ttl))),
+            "envdVersion": ENVD_VERSION,
+            "cpuCount": max(1, int(rec.spec.get("cpus") or 1)),
+            "memoryMB": int(memory) // 1024**2 if isinstance(memory, int) else 0,
+            "diskSizeMB": 0,
+            "state": "paused" if rec.state == "paused" else "running",
+            "metadata": info.get("metadata", {}),
+        }
+        if token:
+            out["envdAccessToken"] = e2b.token(rec)
+        return out
+
+    async def create(request: Request, body: NewSandbox) -> Response:
+        who = principal(request)
+        for name in ("mcp", "network", "volumeMounts"):
+            if getattr(body, name):
+                raise Unsupported(f"sandbox option '{name}'")
+        if body.autoPause:
+            raise Unsupported("auto-pause")
+        state = api_state(request)
+        req = CreateSandbox(
+            image=e2b.image_for(body.templateID),
+            network="open" if body.allow_internet_access else "none",
+            env={**body.envVars, "HOME": "/workspace"},
+            ttl=float(body.timeout),
+        )
+        asked = {k: getattr(req, k) for k in ("memory", "cpus", "disk", "pids")}
+        who.policy.check(
+            {k: parse_size(v) if isinstance(v, str) else v for k, v in asked.items()},
+            req.network,
+            asked,
+        )
+        spec = state.hub.spec_for(req)
+        async with state.quotas.lock(who.tenant):
+            await state.quotas.check_sandboxes(who.tenant, who.policy)
+            rec = await state.hub.create(who.tenant, spec)
+        rec.spec["e2b"] = {"template": body.templateID, "metadata": body.metadata}
+        await state.hub.store.record_sandbox(rec)
+        return JSONResponse(created(rec), status_code=201)
+
+    r.add_api_route("/v2/sandboxes", create, methods=["POST"])
+    r.add_api_route("/sandboxes", create, methods=["POST"])
+
+    async def list_(request: Request) -> list[dict[str, Any]]:
+        who = principal(request)
+        q = request.query_params
+        wanted = {
+            urllib.parse.unquote(k): urllib.parse.unquote(v)
+            for k, v in urllib.parse.parse_qsl(q.get("metadata", ""))
+        }
+        states = {s for s in q.get("state", "").split(",") if s}
+        out = []
+        for rec in await api_state(request).hub.list(who.tenant):
+            if rec.interaction_id is not None:
+                continue
+            d = detail(rec, token=False)
+            if any(d["metadata"].get(k) != v for k, v in wanted.items()):
+                continue
+            if states and d["state"] not in states:
+                continue
+            if q.get("template") and d["templateID"] != q.get("template"):
+                continue
+            out.append(d)
+        return out
+
+    r.add_api_route("/v2/sandboxes", list_, methods=["GET"])
+    r.add_api_route("/sandboxes", list_, methods=["GET"])
+
+    async def get(sandbox_id: str, request: Request) -> dict[str, Any]:
+        who = principal(request)
+        return detail(await api_state(request).hub.get(who.tenant, sandbox_id), token=True)
+
+    r.add_api_route("/sandboxes/{sandbox_id}", get, methods=["GET"])
+
+    async def kill(sandbox_id: str, request: Request) -> Response:
+        who = principal(request)
+        await api_state(request).hub.delete(who.tenant, sandbox_id)
+        e2b.commands.pop(sandbox_id, None)
+        return Response(status_code=204)
+
+    r.add_api_route("/sandboxes/{sandbox_id}", kill, methods=["DELETE"])
+
+    async def set_timeout(sandbox_id: str, body: Timeout, request: Request) -> Response:
+        """Keep the sandbox alive: its idle clock restarts (the TTL set at create stays)."""
+        who = principal(request)
+        await api_state(request).hub.connect(who.tenant, sandbox_id)
+        return Response(status_code=204)
+
+    r.add_api_route("/sandboxes/{sandbox_id}/timeout", set_timeout, methods=["POST"])
+
+    async def connect(sandbox_id: str, body: ConnectBody, request: Request) -> Response:
+        who = principal(request)
+        state = api_state(request)
+        await state.hub.connect(who.tenant, sandbox_id)
+        rec = await state.hub.get(who.tenant, sandbox_id)
+        return JSONResponse(created(rec), status_code=200)
+
+    r.add_api_route("/v2/sandboxes/{sandbox_id}/connect", connect, methods=["POST"])
+    r.add_api_route("/sandboxes/{sandbox_id}/connect", connect, methods=["POST"])
+
+    for path, methods, feature in (
+        ("/sandboxes/{sandbox_id}/pause", ["POST"], "pause"),
+        ("/sandboxes/{sandbox_id}/resume", ["POST"], "resume"),
+        ("/sandboxes/{sandbox_id}/refreshes", ["POST"], "refresh"),
+        ("/sandboxes/{sandbox_id}/fork", ["POST"], "fork"),
+        ("/sandboxes/{sandbox_id}/snapshots", ["POST"], "snapshots"),
+        ("/sandboxes/{sandbox_id}/metrics", ["GET"], "metrics"),
+        ("/sandboxes/metrics", ["GET"], "metrics"),
+        ("/sandboxes/{sandbox_id}/logs", ["GET"], "logs"),
+        ("/v2/sandboxes/{sandbox_id}/logs", ["GET"], "logs"),
+        ("/sandboxes/{sandbox_id}/network", ["PUT"], "network update"),
+    ):
+        r.add_api_route(path, _refuse(feature), methods=methods)
+    return r
+
+
+def _refuse(feature: str) -> Any:
+    async def refuse(request: Request) -> Response:
+        principal(request)
+        raise Unsupported(feature)
+
+    return refuse

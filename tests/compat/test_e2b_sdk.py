@@ -1,0 +1,129 @@
+"""The real `e2b` SDK (sync and async) against a live `corral serve`: lifecycle, commands,
+files, tenancy, and the refusals of what is not translated (docs/e2b.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from e2b import AsyncSandbox, CommandExitException, Sandbox, SandboxQuery
+from e2b.exceptions import (
+    AuthenticationException,
+    NotFoundException,
+    SandboxException,
+)
+
+from runtime.api.auth import ApiKeys
+from runtime.api.config import ApiConfig
+from tests.runtime.api.conftest import ServerThread, start_server
+
+__all__ = ["start_server"]
+
+pytestmark = pytest.mark.docker
+KEYS = {"key-a": "a", "key-b": "b"}
+
+
+@pytest.fixture
+def srv(start_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPatch) -> ServerThread:
+    s = start_server(ApiConfig(keys=ApiKeys.from_mapping(KEYS)))
+    monkeypatch.setenv("E2B_API_URL", s.url)
+    monkeypatch.setenv("E2B_SANDBOX_URL", s.url)
+    monkeypatch.setenv("E2B_API_KEY", "key-a")
+    return s
+
+
+@pytest.fixture
+def sb(srv: ServerThread) -> Iterator[Sandbox]:
+    box = Sandbox.create(timeout=120, metadata={"suite": "e2b"}, envs={"GREETING": "hi"})
+    yield box
+    box.kill()
+
+
+def test_commands(sb: Sandbox) -> None:
+    seen: list[str] = []
+    r = sb.commands.run("echo $GREETING; echo err >&2; pwd", on_stdout=seen.append)
+    assert r.exit_code == 0
+    assert r.stdout == "hi\n/workspace\n"
+    assert r.stderr == "err\n"
+    assert "".join(seen) == "hi\n/workspace\n"
+    r = sb.commands.run("echo $X", envs={"X": "y"}, cwd="/tmp")
+    assert r.stdout == "y\n"
+    with pytest.raises(CommandExitException) as exc:
+        sb.commands.run("exit 3")
+    assert exc.value.exit_code == 3
+
+
+def test_background(sb: Sandbox) -> None:
+    h = sb.commands.run("sleep 30", background=True)
+    assert any(p.pid == h.pid for p in sb.commands.list())
+    assert sb.commands.kill(h.pid)
+    with pytest.raises(CommandExitException):
+        h.wait()
+    h = sb.commands.run("echo done", background=True)
+    assert h.wait().stdout == "done\n"
+
+
+def test_files(sb: Sandbox) -> None:
+    sb.files.write("/home/user/a.txt", "hello")
+    assert sb.files.read("/home/user/a.txt") == "hello"
+    sb.files.write("rel/b.bin", b"\x00\x01")
+    assert bytes(sb.files.read("/home/user/rel/b.bin", format="bytes")) == b"\x00\x01"
+    assert sb.commands.run("cat /workspace/a.txt").stdout == "hello"
+    assert sb.files.exists("/home/user/a.txt")
+    assert not sb.files.exists("/home/user/nope")
+    assert sb.files.make_dir("/home/user/d")
+    assert not sb.files.make_dir("/home/user/d")
+    names = {e.name for e in sb.files.list("/home/user")}
+    assert {"a.txt", "rel", "d"} <= names
+    sb.files.rename("/home/user/a.txt", "/home/user/d/c.txt")
+    assert sb.files.read("/home/user/d/c.txt") == "hello"
+    sb.files.remove("/home/user/d")
+    assert not sb.files.exists("/home/user/d")
+    with pytest.raises(NotFoundException):
+        sb.files.read("/home/user/missing.txt")
+
+
+def test_lifecycle_and_tenancy(sb: Sandbox, srv: ServerThread) -> None:
+    assert sb.is_running()
+    ids = [
+        s.sandbox_id
+        for s in Sandbox.list(query=SandboxQuery(metadata={"suite": "e2b"})).next_items()
+    ]
+    assert sb.sandbox_id in ids
+    assert Sandbox.list(query=SandboxQuery(metadata={"suite": "other"})).next_items() == []
+    info = sb.get_info()
+    assert info.metadata == {"suite": "e2b"}
+    sb.set_timeout(60)
+    again = Sandbox.connect(sb.sandbox_id)
+    assert again.commands.run("echo ok").stdout == "ok\n"
+    # another tenant sees nothing of it
+    assert Sandbox.list(api_key="key-b").next_items() == []
+    with pytest.raises(NotFoundException):
+        Sandbox.connect(sb.sandbox_id, api_key="key-b")
+    assert Sandbox.kill(sb.sandbox_id, api_key="key-b") is False
+    with pytest.raises(AuthenticationException):
+        Sandbox.list(api_key="wrong").next_items()
+
+
+def test_refused(sb: Sandbox) -> None:
+    with pytest.raises(SandboxException, match="pause is not supported"):
+        sb.pause()
+    with pytest.raises(SandboxException, match="watch_dir"):
+        sb.files.watch_dir("/home/user")
+    with pytest.raises(SandboxException, match="PTY"):
+        sb.pty.create(size=__import__("e2b").PtySize(rows=24, cols=80))
+    with pytest.raises(SandboxException, match="metrics"):
+        sb.get_metrics()
+    with pytest.raises(SandboxException, match="template 'no-such-template' not found"):
+        Sandbox.create(template="no-such-template")
+
+
+async def test_async(srv: ServerThread) -> None:
+    box = await AsyncSandbox.create(timeout=60)
+    try:
+        r = await box.commands.run("echo async")
+        assert r.stdout == "async\n"
+        await box.files.write("/home/user/x.txt", "x")
+        assert await box.files.read("/home/user/x.txt") == "x"
+    finally:
+        await box.kill()
