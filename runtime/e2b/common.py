@@ -1,8 +1,9 @@
 """What the E2B routes share: access tokens, the template map, running commands, errors.
 
 Tenancy: lifecycle calls carry the Corral key in `X-API-KEY`; in-sandbox calls carry no key,
-only `E2b-Sandbox-Id` and the `X-Access-Token` we returned at create/connect, an HMAC of the
-sandbox id and its owner under a secret of this server process. A wrong or missing token is
+only `E2b-Sandbox-Id` and the token we returned at create/connect as `envdAccessToken` and
+`trafficAccessToken` (sent back as `X-Access-Token` / `E2B-Traffic-Access-Token`), an HMAC of
+the sandbox id and its owner under a secret of this server process. A wrong or missing token is
 401; an unknown sandbox is 404 (another tenant's sandbox is unknown).
 """
 
@@ -125,7 +126,9 @@ def principal(request: Request) -> Principal:
 async def sandbox_for(request: Request, e2b: E2BState) -> Sandbox:
     """The sandbox an in-sandbox call names, checked against its access token."""
     sandbox_id = request.headers.get("e2b-sandbox-id", "")
-    token = request.headers.get("x-access-token", "")
+    token = request.headers.get("x-access-token") or request.headers.get(
+        "e2b-traffic-access-token", ""
+    )
     if not sandbox_id:
         raise E2BError(400, "missing E2b-Sandbox-Id header (set E2B_SANDBOX_URL to Corral)")
     state = api_state(request)

@@ -70,6 +70,8 @@ def router(e2b: E2BState) -> APIRouter:
             msg = await read_request(request)
             if msg.get("pty"):
                 raise Unsupported("PTY")
+            if msg.get("stdin"):
+                raise Unsupported("command stdin (stdin=True)")
             proc = msg.get("process") or {}
             cmd = str(proc.get("cmd") or "")
             if not cmd:

@@ -2,8 +2,9 @@
 
 `POST /execute` runs a cell with `Sandbox.python` and answers E2B's JSON lines: `stdout`,
 `stderr`, one `result` (the `repr` of the trailing expression as `text`), `error` (name,
-value, traceback). One session per sandbox: `language` python only, no named contexts (the
-context calls carry no access token to check), no rich display data (PNG) yet.
+value, traceback). One session per sandbox, so one context, `default`: it can be listed and
+restarted; creating or removing others is refused. `language` python only; no rich display
+data (PNG) yet.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from runtime.e2b.common import E2BError, E2BState, Unsupported, sandbox_for
 from runtime.e2b.routes import E2BRoute
 
 DEFAULT_TIMEOUT = 300.0
+DEFAULT_CONTEXT = "default"
+CONTEXT = {"id": DEFAULT_CONTEXT, "language": "python", "cwd": "/home/user"}
 
 
 class ExecuteBody(BaseModel):
@@ -38,8 +41,8 @@ def router(e2b: E2BState) -> APIRouter:
         sb = await sandbox_for(request, e2b)
         if body.language not in (None, "python"):
             raise E2BError(400, f"language '{body.language}' is not supported (python only)")
-        if body.context_id:
-            raise Unsupported("code contexts")
+        if body.context_id not in (None, DEFAULT_CONTEXT):
+            raise E2BError(404, f"context {body.context_id} not found")
         if body.env_vars:
             raise Unsupported("env_vars on run_code")
         result = await sb.python(body.code, timeout=DEFAULT_TIMEOUT)
@@ -47,12 +50,29 @@ def router(e2b: E2BState) -> APIRouter:
 
     r.add_api_route("/execute", execute, methods=["POST"])
 
-    async def contexts(request: Request) -> Response:
-        raise Unsupported("code contexts (create/list/restart/remove)")
+    async def list_contexts(request: Request) -> list[dict[str, str]]:
+        await sandbox_for(request, e2b)
+        return [CONTEXT]
 
-    r.add_api_route("/contexts", contexts, methods=["GET", "POST"])
-    r.add_api_route("/contexts/{context_id}", contexts, methods=["DELETE"])
-    r.add_api_route("/contexts/{context_id}/restart", contexts, methods=["POST"])
+    async def create_context(request: Request) -> Response:
+        await sandbox_for(request, e2b)
+        raise Unsupported("more than one code context (one Python session per sandbox)")
+
+    async def restart_context(context_id: str, request: Request) -> Response:
+        sb = await sandbox_for(request, e2b)
+        if context_id != DEFAULT_CONTEXT:
+            raise E2BError(404, f"context {context_id} not found")
+        await sb.python_restart()
+        return Response(status_code=204)
+
+    async def remove_context(context_id: str, request: Request) -> Response:
+        await sandbox_for(request, e2b)
+        raise Unsupported("removing a code context (one Python session per sandbox)")
+
+    r.add_api_route("/contexts", list_contexts, methods=["GET"])
+    r.add_api_route("/contexts", create_context, methods=["POST"])
+    r.add_api_route("/contexts/{context_id}", remove_context, methods=["DELETE"])
+    r.add_api_route("/contexts/{context_id}/restart", restart_context, methods=["POST"])
     return r
 
 

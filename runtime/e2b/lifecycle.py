@@ -60,6 +60,7 @@ def router(e2b: E2BState) -> APIRouter:
             "clientID": "corral",
             "envdVersion": ENVD_VERSION,
             "envdAccessToken": e2b.token(rec),
+            "trafficAccessToken": e2b.token(rec),
             "domain": None,
         }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
 from e2b import AsyncSandbox, CommandExitException, Sandbox, SandboxQuery
 from e2b.exceptions import (
@@ -112,10 +113,40 @@ def test_refused(sb: Sandbox) -> None:
         sb.files.watch_dir("/home/user")
     with pytest.raises(SandboxException, match="PTY"):
         sb.pty.create(size=__import__("e2b").PtySize(rows=24, cols=80))
+    with pytest.raises(SandboxException, match="stdin"):
+        sb.commands.run("cat", stdin=True)
     with pytest.raises(SandboxException, match="metrics"):
         sb.get_metrics()
     with pytest.raises(SandboxException, match="template 'no-such-template' not found"):
         Sandbox.create(template="no-such-template")
+
+
+def test_envd_needs_the_sandbox_token(sb: Sandbox, srv: ServerThread) -> None:
+    """In-sandbox calls carry no API key: the access token of another sandbox (another
+    tenant's) or none at all is refused, an unknown sandbox is not found."""
+    other = Sandbox.create(timeout=60, api_key="key-b")
+    try:
+        body = b"{}"
+        for token, status in (("", 401), (other._envd_access_token, 401)):
+            r = httpx.post(
+                f"{srv.url}/process.Process/List",
+                content=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "E2b-Sandbox-Id": sb.sandbox_id,
+                    "X-Access-Token": token or "",
+                },
+            )
+            assert r.status_code == status
+            assert r.json()["code"] == "unauthenticated"
+        r = httpx.get(
+            f"{srv.url}/files",
+            params={"path": "/home/user/a"},
+            headers={"E2b-Sandbox-Id": "sb-nope", "X-Access-Token": "x"},
+        )
+        assert r.status_code == 404
+    finally:
+        other.kill()
 
 
 async def test_async(srv: ServerThread) -> None:
