@@ -138,6 +138,8 @@ async def sandbox_for(request: Request, e2b: E2BState) -> Sandbox:
         raise NotFound(f"sandbox {sandbox_id} not found") from None
     if not token or not hmac.compare_digest(token, e2b.token(rec)):
         raise Unauthorized("invalid or missing X-Access-Token for this sandbox")
+    if rec.state == "paused":
+        raise E2BError(503, f"sandbox {sandbox_id} is paused (Sandbox.connect resumes it)")
     return await state.hub.connect(rec.tenant, rec.id)
 
 

@@ -14,7 +14,14 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from runtime.api.schemas import CreateSandbox
-from runtime.e2b.common import ENVD_VERSION, E2BState, Unsupported, api_state, principal
+from runtime.e2b.common import (
+    ENVD_VERSION,
+    E2BError,
+    E2BState,
+    Unsupported,
+    api_state,
+    principal,
+)
 from runtime.e2b.routes import E2BRoute
 from runtime.store.base import SandboxRecord
 from runtime.views import iso
@@ -163,19 +170,50 @@ def router(e2b: E2BState) -> APIRouter:
 
     r.add_api_route("/sandboxes/{sandbox_id}/timeout", set_timeout, methods=["POST"])
 
-    async def connect(sandbox_id: str, body: ConnectBody, request: Request) -> Response:
+    async def resumed(request: Request, sandbox_id: str) -> SandboxRecord:
+        """The tenant's sandbox, running again if it was paused."""
         who = principal(request)
-        state = api_state(request)
-        await state.hub.connect(who.tenant, sandbox_id)
-        rec = await state.hub.get(who.tenant, sandbox_id)
-        return JSONResponse(created(rec), status_code=200)
+        hub = api_state(request).hub
+        rec = await hub.get(who.tenant, sandbox_id)
+        if rec.state == "paused":
+            await hub.backend.resume(rec.id)
+            rec.state = "running"
+            await hub.store.record_sandbox(rec)
+        await hub.connect(who.tenant, sandbox_id)
+        return await hub.get(who.tenant, sandbox_id)
+
+    async def connect(sandbox_id: str, body: ConnectBody, request: Request) -> Response:
+        """Connect (resuming a paused sandbox, as E2B does)."""
+        return JSONResponse(created(await resumed(request, sandbox_id)), status_code=200)
 
     r.add_api_route("/v2/sandboxes/{sandbox_id}/connect", connect, methods=["POST"])
     r.add_api_route("/sandboxes/{sandbox_id}/connect", connect, methods=["POST"])
 
+    async def resume(sandbox_id: str, request: Request) -> Response:
+        who = principal(request)
+        if (await api_state(request).hub.get(who.tenant, sandbox_id)).state != "paused":
+            raise E2BError(409, f"sandbox {sandbox_id} is not paused")
+        return JSONResponse(created(await resumed(request, sandbox_id)), status_code=201)
+
+    r.add_api_route("/sandboxes/{sandbox_id}/resume", resume, methods=["POST"])
+
+    async def pause(sandbox_id: str, request: Request) -> Response:
+        """Freeze every process of the sandbox (no CPU; memory and files kept)."""
+        who = principal(request)
+        hub = api_state(request).hub
+        rec = await hub.get(who.tenant, sandbox_id)
+        if rec.state == "paused":
+            raise E2BError(409, f"sandbox {sandbox_id} is already paused")
+        sb = await hub.connect(who.tenant, sandbox_id)
+        await sb.pause()
+        rec = await hub.get(who.tenant, sandbox_id)
+        rec.state = "paused"
+        await hub.store.record_sandbox(rec)
+        return Response(status_code=204)
+
+    r.add_api_route("/sandboxes/{sandbox_id}/pause", pause, methods=["POST"])
+
     for path, methods, feature in (
-        ("/sandboxes/{sandbox_id}/pause", ["POST"], "pause"),
-        ("/sandboxes/{sandbox_id}/resume", ["POST"], "resume"),
         ("/sandboxes/{sandbox_id}/refreshes", ["POST"], "refresh"),
         ("/sandboxes/{sandbox_id}/fork", ["POST"], "fork"),
         ("/sandboxes/{sandbox_id}/snapshots", ["POST"], "snapshots"),

@@ -3,11 +3,12 @@ files, tenancy, and the refusals of what is not translated (docs/e2b.md)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from e2b import AsyncSandbox, CommandExitException, Sandbox, SandboxQuery
+from e2b import AsyncSandbox, CommandExitException, Sandbox, SandboxQuery, SandboxState
 from e2b.exceptions import (
     AuthenticationException,
     NotFoundException,
@@ -107,8 +108,6 @@ def test_lifecycle_and_tenancy(sb: Sandbox, srv: ServerThread) -> None:
 
 
 def test_refused(sb: Sandbox) -> None:
-    with pytest.raises(SandboxException, match="pause is not supported"):
-        sb.pause()
     with pytest.raises(SandboxException, match="watch_dir"):
         sb.files.watch_dir("/home/user")
     with pytest.raises(SandboxException, match="PTY"):
@@ -119,6 +118,40 @@ def test_refused(sb: Sandbox) -> None:
         sb.get_metrics()
     with pytest.raises(SandboxException, match="template 'no-such-template' not found"):
         Sandbox.create(template="no-such-template")
+
+
+def test_pause_resume(sb: Sandbox) -> None:
+    """A paused sandbox keeps its files and its processes (frozen); connect resumes it."""
+    sb.files.write("/home/user/kept.txt", "kept")
+    ticker = sb.commands.run(
+        "for i in $(seq 1 100); do echo $i >> n; sleep 0.1; done", background=True
+    )
+    sb.pause()
+    assert sb.get_info().state.value == "paused"
+    paused = Sandbox.list(query=SandboxQuery(state=[SandboxState.PAUSED])).next_items()
+    assert [s.sandbox_id for s in paused] == [sb.sandbox_id]
+    assert sb.pause() is False  # already paused
+    with pytest.raises(SandboxException, match="paused"):
+        sb.commands.run("true")
+    same = Sandbox.connect(sb.sandbox_id)
+    assert same.get_info().state.value == "running"
+    assert same.files.read("/home/user/kept.txt") == "kept"
+    assert ticker.wait().exit_code == 0
+    assert same.commands.run("wc -l < n").stdout == "100\n"
+
+
+def test_timeout_removes_an_idle_sandbox(
+    start_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = start_server(ApiConfig(keys=ApiKeys.from_mapping(KEYS), reap_interval=0.2))
+    opts = {"api_url": s.url, "sandbox_url": s.url, "api_key": "key-a"}
+    box = Sandbox.create(timeout=1, **opts)
+    deadline = time.monotonic() + 20
+    while Sandbox.list(**opts).next_items() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert Sandbox.list(**opts).next_items() == []
+    with pytest.raises(NotFoundException):
+        Sandbox.connect(box.sandbox_id, **opts)
 
 
 def test_envd_needs_the_sandbox_token(sb: Sandbox, srv: ServerThread) -> None:
