@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.parser
-import email.policy
+import email.message
 import posixpath
 import stat as statmod
 from collections.abc import AsyncIterator
@@ -204,18 +203,13 @@ def router(e2b: E2BState) -> APIRouter:
         ctype = request.headers.get("content-type", "")
         written: list[dict[str, str]] = []
         if ctype.startswith("multipart/form-data"):
-            raw = await request.body()
-            parsed = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-                b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + raw
-            )
             default = request.query_params.get("path")
-            for part in parsed.iter_parts():
-                name = default or part.get_filename() or ""
+            for filename, data in _multipart(ctype, await request.body()):
+                name = default or filename
                 if not name:
                     raise E2BError(400, "a file part without a path")
-                data = part.get_payload(decode=True)
                 target = to_corral(name)
-                await sb.files.write(target, data if isinstance(data, bytes) else b"")
+                await sb.files.write(target, data)
                 written.append(
                     {"name": posixpath.basename(target), "type": "file", "path": to_e2b(target)}
                 )
@@ -246,6 +240,30 @@ def router(e2b: E2BState) -> APIRouter:
     files.add_api_route("/health", health, methods=["GET"])
     r.include_router(files)
     return r
+
+
+def _multipart(ctype: str, body: bytes) -> list[tuple[str, bytes]]:
+    """(filename, content) of each part of a `multipart/form-data` body."""
+    params = email.message.Message()
+    params["content-type"] = ctype
+    boundary = params.get_param("boundary")
+    if not isinstance(boundary, str) or not boundary:
+        raise E2BError(400, "multipart body without a boundary")
+    delimiter = b"--" + boundary.encode()
+    parts: list[tuple[str, bytes]] = []
+    for chunk in body.split(delimiter)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, sep, content = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            raise E2BError(400, "malformed multipart body")
+        headers = email.message.Message()
+        for line in head.decode("utf-8", "replace").strip().splitlines():
+            key, _, value = line.partition(":")
+            headers[key.strip()] = value.strip()
+        filename = headers.get_param("filename", header="content-disposition")
+        parts.append((filename if isinstance(filename, str) else "", content.removesuffix(b"\r\n")))
+    return parts
 
 
 def _refuse(e2b: E2BState, feature: str) -> Any:

@@ -3,6 +3,8 @@ files, tenancy, and the refusals of what is not translated (docs/e2b.md)."""
 
 from __future__ import annotations
 
+import io
+import os
 import time
 from collections.abc import Callable, Iterator
 
@@ -13,6 +15,7 @@ from e2b.exceptions import (
     AuthenticationException,
     NotFoundException,
     SandboxException,
+    TimeoutException,
 )
 
 from runtime.api.auth import ApiKeys
@@ -83,6 +86,26 @@ def test_files(sb: Sandbox) -> None:
     assert not sb.files.exists("/home/user/d")
     with pytest.raises(NotFoundException):
         sb.files.read("/home/user/missing.txt")
+
+
+def test_large_files_and_info(sb: Sandbox) -> None:
+    data = os.urandom(8 * 1024**2)
+    sb.files.write("/home/user/big.bin", data)  # multipart, as the SDK sends bytes
+    assert bytes(sb.files.read("/home/user/big.bin", format="bytes")) == data
+    sb.files.write("/home/user/deep/streamed.bin", io.BytesIO(data))  # octet-stream
+    assert bytes(sb.files.read("/home/user/deep/streamed.bin", format="bytes")) == data
+    info = sb.files.get_info("/home/user/big.bin")
+    assert (info.name, info.path, info.size) == ("big.bin", "/home/user/big.bin", len(data))
+    assert info.type is not None and info.type.value == "file"
+    top = {e.path for e in sb.files.list("/home/user")}
+    assert "/home/user/deep/streamed.bin" not in top
+    assert "/home/user/deep/streamed.bin" in {e.path for e in sb.files.list("/home/user", depth=2)}
+
+
+def test_command_timeout(sb: Sandbox) -> None:
+    with pytest.raises(TimeoutException):
+        sb.commands.run("sleep 5", timeout=1)
+    assert sb.commands.run("echo still here").stdout == "still here\n"
 
 
 def test_lifecycle_and_tenancy(sb: Sandbox, srv: ServerThread) -> None:
