@@ -3,7 +3,7 @@
 Tenancy: lifecycle calls carry the Corral key in `X-API-KEY`; in-sandbox calls carry no key,
 only `E2b-Sandbox-Id` and the token we returned at create/connect as `envdAccessToken` and
 `trafficAccessToken` (sent back as `X-Access-Token` / `E2B-Traffic-Access-Token`), an HMAC of
-the sandbox id and its owner under a secret of this server process. A wrong or missing token is
+the sandbox id and its owner under the server's E2B secret (see `E2BState.secret`). A wrong or missing token is
 401; an unknown sandbox is 404 (another tenant's sandbox is unknown).
 """
 
@@ -16,6 +16,7 @@ import os
 import posixpath
 import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fastapi import Request
@@ -35,6 +36,8 @@ HOME = "/home/user"
 WORKSPACE = "/workspace"
 DEFAULT_TEMPLATES = {"base": "corral/base", "code-interpreter-v1": "corral/base"}
 TEMPLATES_ENV = "CORRAL_E2B_TEMPLATES"
+SECRET_ENV = "CORRAL_E2B_SECRET"
+SECRET_FILE = "e2b_secret"
 
 
 def templates_from_env() -> dict[str, str]:
@@ -64,7 +67,9 @@ class Command:
 @dataclass
 class E2BState:
     templates: dict[str, str]
-    secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    secret: bytes | None = None
+    """The token key: `CORRAL_E2B_SECRET` (the same on every node), else one generated once
+    and kept in `$CORRAL_HOME/e2b_secret` (0600), so tokens outlive a restart."""
     commands: dict[str, dict[int, Command]] = field(default_factory=dict)
     """sandbox id -> pid -> running command."""
     _next_pid: int = 1000
@@ -73,9 +78,18 @@ class E2BState:
         self._next_pid += 1
         return self._next_pid
 
-    def token(self, rec: SandboxRecord) -> str:
-        msg = f"{rec.id}\0{rec.tenant}".encode()
-        return hmac.new(self.secret, msg, hashlib.sha256).hexdigest()
+    def token(self, request: Request, rec: SandboxRecord) -> str:
+        msg = f"e2b-envd\0{rec.id}\0{rec.tenant}".encode()
+        return hmac.new(self._key(request), msg, hashlib.sha256).hexdigest()
+
+    def _key(self, request: Request) -> bytes:
+        if self.secret is None:
+            given = os.environ.get(SECRET_ENV)
+            if given:
+                self.secret = given.encode()
+            else:
+                self.secret = _stored_secret(api_state(request).ctl.settings.home / SECRET_FILE)
+        return self.secret
 
     def image_for(self, template: str) -> str:
         image = self.templates.get(template)
@@ -83,6 +97,20 @@ class E2BState:
             known = ", ".join(sorted(self.templates))
             raise NotFound(f"template '{template}' not found (known: {known})")
         return image
+
+
+def _stored_secret(path: Path) -> bytes:
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        pass
+    value = secrets.token_bytes(32)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value.hex())
+    os.replace(tmp, path)
+    return value
 
 
 class E2BError(Exception):
@@ -136,7 +164,7 @@ async def sandbox_for(request: Request, e2b: E2BState) -> Sandbox:
         rec = await state.hub.store.get_sandbox(sandbox_id)
     except NotFound:
         raise NotFound(f"sandbox {sandbox_id} not found") from None
-    if not token or not hmac.compare_digest(token, e2b.token(rec)):
+    if not token or not hmac.compare_digest(token, e2b.token(request, rec)):
         raise Unauthorized("invalid or missing X-Access-Token for this sandbox")
     if rec.state == "paused":
         raise E2BError(503, f"sandbox {sandbox_id} is paused (Sandbox.connect resumes it)")

@@ -59,19 +59,19 @@ class ConnectBody(BaseModel):
 def router(e2b: E2BState) -> APIRouter:
     r = APIRouter(route_class=E2BRoute, tags=["e2b"], include_in_schema=False)
 
-    def created(rec: SandboxRecord) -> dict[str, Any]:
+    def created(request: Request, rec: SandboxRecord) -> dict[str, Any]:
         info = rec.spec.get("e2b", {})
         return {
             "templateID": info.get("template", rec.spec.get("image")),
             "sandboxID": rec.id,
             "clientID": "corral",
             "envdVersion": ENVD_VERSION,
-            "envdAccessToken": e2b.token(rec),
-            "trafficAccessToken": e2b.token(rec),
+            "envdAccessToken": e2b.token(request, rec),
+            "trafficAccessToken": e2b.token(request, rec),
             "domain": None,
         }
 
-    def detail(rec: SandboxRecord, *, token: bool) -> dict[str, Any]:
+    def detail(request: Request, rec: SandboxRecord, *, token: bool) -> dict[str, Any]:
         info = rec.spec.get("e2b", {})
         ttl = rec.spec.get("idle_ttl") or DEFAULT_TIMEOUT
         memory = rec.spec.get("memory") or 0
@@ -89,7 +89,7 @@ def router(e2b: E2BState) -> APIRouter:
             "metadata": info.get("metadata", {}),
         }
         if token:
-            out["envdAccessToken"] = e2b.token(rec)
+            out["envdAccessToken"] = e2b.token(request, rec)
         return out
 
     async def create(request: Request, body: NewSandbox) -> Response:
@@ -118,7 +118,7 @@ def router(e2b: E2BState) -> APIRouter:
             rec = await state.hub.create(who.tenant, spec)
         rec.spec["e2b"] = {"template": body.templateID, "metadata": body.metadata}
         await state.hub.store.record_sandbox(rec)
-        return JSONResponse(created(rec), status_code=201)
+        return JSONResponse(created(request, rec), status_code=201)
 
     r.add_api_route("/v2/sandboxes", create, methods=["POST"])
     r.add_api_route("/sandboxes", create, methods=["POST"])
@@ -135,7 +135,7 @@ def router(e2b: E2BState) -> APIRouter:
         for rec in await api_state(request).hub.list(who.tenant):
             if rec.interaction_id is not None:
                 continue
-            d = detail(rec, token=False)
+            d = detail(request, rec, token=False)
             if any(d["metadata"].get(k) != v for k, v in wanted.items()):
                 continue
             if states and d["state"] not in states:
@@ -150,7 +150,7 @@ def router(e2b: E2BState) -> APIRouter:
 
     async def get(sandbox_id: str, request: Request) -> dict[str, Any]:
         who = principal(request)
-        return detail(await api_state(request).hub.get(who.tenant, sandbox_id), token=True)
+        return detail(request, await api_state(request).hub.get(who.tenant, sandbox_id), token=True)
 
     r.add_api_route("/sandboxes/{sandbox_id}", get, methods=["GET"])
 
@@ -184,7 +184,7 @@ def router(e2b: E2BState) -> APIRouter:
 
     async def connect(sandbox_id: str, body: ConnectBody, request: Request) -> Response:
         """Connect (resuming a paused sandbox, as E2B does)."""
-        return JSONResponse(created(await resumed(request, sandbox_id)), status_code=200)
+        return JSONResponse(created(request, await resumed(request, sandbox_id)), status_code=200)
 
     r.add_api_route("/v2/sandboxes/{sandbox_id}/connect", connect, methods=["POST"])
     r.add_api_route("/sandboxes/{sandbox_id}/connect", connect, methods=["POST"])
@@ -193,7 +193,7 @@ def router(e2b: E2BState) -> APIRouter:
         who = principal(request)
         if (await api_state(request).hub.get(who.tenant, sandbox_id)).state != "paused":
             raise E2BError(409, f"sandbox {sandbox_id} is not paused")
-        return JSONResponse(created(await resumed(request, sandbox_id)), status_code=201)
+        return JSONResponse(created(request, await resumed(request, sandbox_id)), status_code=201)
 
     r.add_api_route("/sandboxes/{sandbox_id}/resume", resume, methods=["POST"])
 

@@ -205,6 +205,30 @@ def test_envd_needs_the_sandbox_token(sb: Sandbox, srv: ServerThread) -> None:
         other.kill()
 
 
+def test_token_outlives_a_restart(start_server: Callable[..., ServerThread]) -> None:
+    """The access token is keyed by a secret kept in CORRAL_HOME: a program holding a
+    Sandbox keeps working when the server restarts."""
+    first = start_server(ApiConfig(keys=ApiKeys.from_mapping(KEYS)))
+    opts = {"api_url": first.url, "sandbox_url": first.url, "api_key": "key-a"}
+    box = Sandbox.create(timeout=60, **opts)
+    try:
+        token = box._envd_access_token
+        first.stop()
+        second = start_server(ApiConfig(keys=ApiKeys.from_mapping(KEYS)))
+        r = httpx.post(
+            f"{second.url}/process.Process/List",
+            content=b"{}",
+            headers={
+                "Content-Type": "application/json",
+                "E2b-Sandbox-Id": box.sandbox_id,
+                "X-Access-Token": token or "",
+            },
+        )
+        assert r.status_code == 200, r.text
+    finally:
+        Sandbox.kill(box.sandbox_id, api_url=second.url, api_key="key-a")
+
+
 async def test_async(srv: ServerThread) -> None:
     box = await AsyncSandbox.create(timeout=60)
     try:
