@@ -28,6 +28,7 @@ from runtime.errors import CorralError, NotFound, Unauthorized
 from runtime.store.base import SandboxRecord
 from sandbox.api import Sandbox
 from sandbox.errors import SandboxError
+from sandbox.rpc.client import ProcessPipe
 
 ENVD_VERSION = "0.6.1"
 """What we answer as envd's version: octet-stream uploads and default user, no file metadata."""
@@ -62,6 +63,10 @@ class Command:
     cwd: str
     tag: str | None
     task: asyncio.Task[Any] | None = None
+    pipe: ProcessPipe | None = None
+    """Set when started with stdin (`Sandbox.pipe`)."""
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set by a kill of a piped command (its stream then ends and closes the pipe)."""
 
 
 @dataclass

@@ -2,13 +2,15 @@
 `/files` upload/download, each call mapped onto the public `sandbox.Sandbox` API.
 
 Commands run as the sandbox's one non-root user whatever `user` asks; `/home/user` is the
-workspace (paths are translated both ways). PTY, stdin, reconnecting to a running command and
+workspace (paths are translated both ways). Commands with stdin run through `Sandbox.pipe`
+(stderr arrives at the end). PTY, streamed stdin, reconnecting to a running command and
 directory watches answer `unimplemented` naming the feature.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import email.message
 import posixpath
@@ -48,9 +50,7 @@ from sandbox.types import FileInfo
 STREAM_QUEUE = 64
 UNSUPPORTED = {
     "/process.Process/Connect": "reconnecting to a running command (commands.connect)",
-    "/process.Process/SendInput": "command stdin (send_stdin)",
     "/process.Process/StreamInput": "command stdin (stream_input)",
-    "/process.Process/CloseStdin": "command stdin (close_stdin)",
     "/process.Process/Update": "PTY (resize)",
     "/filesystem.Filesystem/WatchDir": "watch_dir",
     "/filesystem.Filesystem/CreateWatcher": "watch_dir",
@@ -69,8 +69,6 @@ def router(e2b: E2BState) -> APIRouter:
             msg = await read_request(request)
             if msg.get("pty"):
                 raise Unsupported("PTY")
-            if msg.get("stdin"):
-                raise Unsupported("command stdin (stdin=True)")
             proc = msg.get("process") or {}
             cmd = str(proc.get("cmd") or "")
             if not cmd:
@@ -82,7 +80,10 @@ def router(e2b: E2BState) -> APIRouter:
             status, message = status_of(exc) if not isinstance(exc, ValueError) else (400, str(exc))
             return _stream_response(_one(end_stream(status, message)))
         command = Command(e2b.next_pid(), cmd, args, envs, to_e2b(cwd), msg.get("tag"))
-        frames = _run(e2b, sb, command, cwd, timeout_of(request))
+        if msg.get("stdin"):
+            frames = _run_piped(e2b, sb, command, cwd, timeout_of(request))
+        else:
+            frames = _run(e2b, sb, command, cwd, timeout_of(request))
         return _stream_response(frames)
 
     r.add_api_route("/process.Process/Start", start, methods=["POST"])
@@ -117,11 +118,43 @@ def router(e2b: E2BState) -> APIRouter:
         if not found:
             raise E2BError(404, f"process {selector} not found")
         for c in found:
-            if c.task is not None:
+            if c.pipe is not None:
+                c.stopped.set()
+            elif c.task is not None:
                 c.task.cancel()
         return {}
 
     r.add_api_route("/process.Process/SendSignal", send_signal, methods=["POST"])
+
+    async def send_input(request: Request) -> dict[str, Any]:
+        command = await _selected(request)
+        data = (await read_request(request)).get("input") or {}
+        if "pty" in data:
+            raise Unsupported("PTY")
+        if command.pipe is None:
+            raise E2BError(400, f"process {command.pid} was not started with stdin=True")
+        await command.pipe.write(base64.b64decode(str(data.get("stdin") or "")))
+        return {}
+
+    async def close_stdin(request: Request) -> dict[str, Any]:
+        command = await _selected(request)
+        if command.pipe is None:
+            raise E2BError(400, f"process {command.pid} was not started with stdin=True")
+        command.pipe.close_stdin()
+        return {}
+
+    async def _selected(request: Request) -> Command:
+        sb = await sandbox_for(request, e2b)
+        selector = (await read_request(request)).get("process") or {}
+        for c in e2b.commands.get(sb.id, {}).values():
+            if ("pid" in selector and c.pid == int(selector["pid"])) or (
+                "tag" in selector and c.tag == selector["tag"]
+            ):
+                return c
+        raise E2BError(404, f"process {selector} not found")
+
+    r.add_api_route("/process.Process/SendInput", send_input, methods=["POST"])
+    r.add_api_route("/process.Process/CloseStdin", close_stdin, methods=["POST"])
 
     # -- filesystem ---------------------------------------------------------------------
     async def stat(request: Request) -> dict[str, Any]:
@@ -346,6 +379,61 @@ async def _run(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, SandboxError):
                 await task
+
+
+async def _run_piped(
+    e2b: E2BState, sb: Sandbox, command: Command, cwd: str, timeout: float | None
+) -> AsyncIterator[bytes]:
+    """A command with stdin (`Sandbox.pipe`): stdout streamed, stderr at the end."""
+    procs = e2b.commands.setdefault(sb.id, {})
+    try:
+        pipe = await sb.pipe([command.cmd, *command.args], cwd=cwd, env=command.envs or None)
+    except SandboxError as exc:
+        yield end_stream(*status_of(exc))
+        return
+    command.pipe = pipe
+    procs[command.pid] = command
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    try:
+        yield envelope({"event": {"start": {"pid": command.pid}}})
+        while True:
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            reading = asyncio.ensure_future(pipe.read())
+            stopping = asyncio.ensure_future(command.stopped.wait())
+            done, _ = await asyncio.wait(
+                {reading, stopping}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+            )
+            stopping.cancel()
+            if reading not in done:
+                reading.cancel()
+                with contextlib.suppress(asyncio.CancelledError, SandboxError, ConnectionError):
+                    await reading
+                if command.stopped.is_set():
+                    killed = {"exitCode": -1, "exited": False, "status": "signal: killed"}
+                    yield envelope({"event": {"end": killed}})
+                    yield end_stream()
+                else:
+                    yield end_stream(504, "command timed out")
+                return
+            data = reading.result()
+            if not data:
+                break
+            yield envelope({"event": {"data": {"stdout": b64(data)}}})
+        result = pipe.result or {}
+        if result.get("stderr"):
+            stderr = str(result["stderr"]).encode()
+            yield envelope({"event": {"data": {"stderr": b64(stderr)}}})
+        code = int(result.get("exit_code", -1))
+        end: dict[str, Any] = {"exitCode": code, "exited": result.get("signal") is None}
+        end["status"] = f"exit status {code}"
+        yield envelope({"event": {"end": end}})
+        yield end_stream()
+    except SandboxError as exc:
+        yield end_stream(*status_of(exc))
+    finally:
+        procs.pop(command.pid, None)
+        await pipe.aclose()
 
 
 def _abs(path: str) -> str:

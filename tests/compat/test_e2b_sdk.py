@@ -68,6 +68,19 @@ def test_background(sb: Sandbox) -> None:
     assert h.wait().stdout == "done\n"
 
 
+def test_stdin(sb: Sandbox) -> None:
+    h = sb.commands.run("cat; echo bye >&2", background=True, stdin=True)
+    sb.commands.send_stdin(h.pid, "hello\n")
+    sb.commands.send_stdin(h.pid, "again\n")
+    sb.commands.close_stdin(h.pid)
+    r = h.wait()
+    assert (r.exit_code, r.stdout, r.stderr) == (0, "hello\nagain\n", "bye\n")
+    h = sb.commands.run("cat", background=True, stdin=True)
+    assert sb.commands.kill(h.pid)
+    with pytest.raises(CommandExitException):
+        h.wait()
+
+
 def test_files(sb: Sandbox) -> None:
     sb.files.write("/home/user/a.txt", "hello")
     assert sb.files.read("/home/user/a.txt") == "hello"
@@ -135,8 +148,6 @@ def test_refused(sb: Sandbox) -> None:
         sb.files.watch_dir("/home/user")
     with pytest.raises(SandboxException, match="PTY"):
         sb.pty.create(size=__import__("e2b").PtySize(rows=24, cols=80))
-    with pytest.raises(SandboxException, match="stdin"):
-        sb.commands.run("cat", stdin=True)
     with pytest.raises(SandboxException, match="metrics"):
         sb.get_metrics()
     with pytest.raises(SandboxException, match="template 'no-such-template' not found"):
