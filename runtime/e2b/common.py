@@ -67,6 +67,12 @@ class Command:
     """Set when started with stdin (`Sandbox.pipe`)."""
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     """Set by a kill of a piped command (its stream then ends and closes the pipe)."""
+    listeners: list[asyncio.Queue[bytes | None]] = field(default_factory=list)
+    """Streams of `commands.connect`: each gets the frames after the start event."""
+
+    def publish(self, frame: bytes | None) -> None:
+        for q in self.listeners:
+            q.put_nowait(frame)
 
 
 @dataclass

@@ -3,8 +3,8 @@
 
 Commands run as the sandbox's one non-root user whatever `user` asks; `/home/user` is the
 workspace (paths are translated both ways). Commands with stdin run through `Sandbox.pipe`
-(stderr arrives at the end). PTY, streamed stdin, reconnecting to a running command and
-directory watches answer `unimplemented` naming the feature.
+(stderr arrives at the end); `commands.connect` follows a running command from then on.
+PTY, streamed stdin and directory watches answer `unimplemented` naming the feature.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from runtime.e2b.common import (
     to_e2b,
 )
 from runtime.e2b.connect import (
+    END_STREAM,
     STREAM_MEDIA,
     b64,
     end_stream,
@@ -49,7 +50,6 @@ from sandbox.types import FileInfo
 
 STREAM_QUEUE = 64
 UNSUPPORTED = {
-    "/process.Process/Connect": "reconnecting to a running command (commands.connect)",
     "/process.Process/StreamInput": "command stdin (stream_input)",
     "/process.Process/Update": "PTY (resize)",
     "/filesystem.Filesystem/WatchDir": "watch_dir",
@@ -84,7 +84,7 @@ def router(e2b: E2BState) -> APIRouter:
             frames = _run_piped(e2b, sb, command, cwd, timeout_of(request))
         else:
             frames = _run(e2b, sb, command, cwd, timeout_of(request))
-        return _stream_response(frames)
+        return _stream_response(_published(command, frames))
 
     r.add_api_route("/process.Process/Start", start, methods=["POST"])
 
@@ -153,6 +153,17 @@ def router(e2b: E2BState) -> APIRouter:
                 return c
         raise E2BError(404, f"process {selector} not found")
 
+    async def connect(request: Request) -> Response:
+        """Follow a running command from another handle: its output from now on, and its end."""
+        try:
+            command = await _selected(request)
+        except Exception as exc:
+            return _stream_response(_one(end_stream(*status_of(exc))))
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        command.listeners.append(queue)
+        return _stream_response(_follow(command, queue))
+
+    r.add_api_route("/process.Process/Connect", connect, methods=["POST"])
     r.add_api_route("/process.Process/SendInput", send_input, methods=["POST"])
     r.add_api_route("/process.Process/CloseStdin", close_stdin, methods=["POST"])
 
@@ -311,6 +322,33 @@ def _refuse(e2b: E2BState, feature: str) -> Any:
 
 def _message(feature: str) -> str:
     return Unsupported(feature).message
+
+
+async def _published(command: Command, frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The command's own stream, copied (after its start event) to `commands.connect`."""
+    first = True
+    try:
+        async for frame in frames:
+            if not first:
+                command.publish(frame)
+            first = False
+            yield frame
+    finally:
+        command.publish(None)
+
+
+async def _follow(command: Command, queue: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:
+    ended = False
+    try:
+        yield envelope({"event": {"start": {"pid": command.pid}}})
+        while (frame := await queue.get()) is not None:
+            ended = frame[0] == END_STREAM
+            yield frame
+        if not ended:
+            yield end_stream()
+    finally:
+        with contextlib.suppress(ValueError):
+            command.listeners.remove(queue)
 
 
 async def _one(frame: bytes) -> AsyncIterator[bytes]:

@@ -14,12 +14,14 @@ from e2b import AsyncSandbox, CommandExitException, Sandbox, SandboxQuery, Sandb
 from e2b.exceptions import (
     AuthenticationException,
     NotFoundException,
+    RateLimitException,
     SandboxException,
     TimeoutException,
 )
 
 from runtime.api.auth import ApiKeys
 from runtime.api.config import ApiConfig
+from runtime.api.policy import TenantPolicy
 from tests.runtime.api.conftest import ServerThread, start_server
 
 __all__ = ["start_server"]
@@ -66,6 +68,18 @@ def test_background(sb: Sandbox) -> None:
         h.wait()
     h = sb.commands.run("echo done", background=True)
     assert h.wait().stdout == "done\n"
+
+
+def test_connect_to_a_running_command(sb: Sandbox) -> None:
+    h = sb.commands.run("sleep 1; echo late; exit 4", background=True)
+    follower = sb.commands.connect(h.pid)
+    with pytest.raises(CommandExitException) as exc:
+        follower.wait()
+    assert (exc.value.exit_code, exc.value.stdout) == (4, "late\n")
+    with pytest.raises(CommandExitException):
+        h.wait()
+    with pytest.raises(NotFoundException):
+        sb.commands.connect(99999).wait()
 
 
 def test_stdin(sb: Sandbox) -> None:
@@ -214,6 +228,22 @@ def test_envd_needs_the_sandbox_token(sb: Sandbox, srv: ServerThread) -> None:
         assert r.status_code == 404
     finally:
         other.kill()
+
+
+def test_tenant_ceilings(start_server: Callable[..., ServerThread]) -> None:
+    """The key's ceilings hold through the E2B door: the live-sandbox quota is the SDK's
+    RateLimitException, a network the key may not open its SandboxException (403)."""
+    keys = ApiKeys.from_mapping(KEYS, policies={"key-a": TenantPolicy(max_sandboxes=1)})
+    s = start_server(ApiConfig(keys=keys))
+    opts = {"api_url": s.url, "sandbox_url": s.url, "api_key": "key-a"}
+    box = Sandbox.create(timeout=60, **opts)
+    try:
+        with pytest.raises(RateLimitException):
+            Sandbox.create(timeout=60, **opts)
+    finally:
+        box.kill()
+    with pytest.raises(SandboxException, match="403"):
+        Sandbox.create(timeout=60, allow_internet_access=True, **opts)
 
 
 def test_token_outlives_a_restart(start_server: Callable[..., ServerThread]) -> None:
