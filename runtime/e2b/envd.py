@@ -44,6 +44,7 @@ from runtime.e2b.connect import (
     timeout_of,
 )
 from runtime.e2b.routes import ConnectRoute, E2BRoute
+from runtime.errors import NotFound
 from sandbox.api import Sandbox
 from sandbox.errors import SandboxError
 from sandbox.types import FileInfo
@@ -158,7 +159,8 @@ def router(e2b: E2BState) -> APIRouter:
         try:
             command = await _selected(request)
         except Exception as exc:
-            return _stream_response(_one(end_stream(*status_of(exc))))
+            status, message = (400, str(exc)) if isinstance(exc, ValueError) else status_of(exc)
+            return _stream_response(_one(end_stream(status, message)))
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         command.listeners.append(queue)
         return _stream_response(_follow(command, queue))
@@ -225,6 +227,10 @@ def router(e2b: E2BState) -> APIRouter:
 
     for path, feature in UNSUPPORTED.items():
         r.add_api_route(path, _refuse(e2b, feature), methods=["POST"])
+    for service in ("process.Process", "filesystem.Filesystem"):  # methods newer than ours
+        r.add_api_route(
+            f"/{service}/{{method}}", _refuse(e2b, f"envd method {service}"), methods=["POST"]
+        )
 
     # -- plain HTTP ---------------------------------------------------------------------
     files = APIRouter(route_class=E2BRoute, include_in_schema=False)
@@ -276,7 +282,12 @@ def router(e2b: E2BState) -> APIRouter:
             )
         return JSONResponse(written)
 
-    async def health() -> Response:
+    async def health(request: Request) -> Response:
+        """envd's liveness: 502 (the SDK's "not running") once the sandbox is gone."""
+        try:
+            await sandbox_for(request, e2b)
+        except NotFound:
+            return Response(status_code=502)
         return Response(status_code=204)
 
     files.add_api_route("/files", download, methods=["GET"])

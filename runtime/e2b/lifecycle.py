@@ -148,6 +148,8 @@ def router(e2b: E2BState) -> APIRouter:
     r.add_api_route("/v2/sandboxes", list_, methods=["GET"])
     r.add_api_route("/sandboxes", list_, methods=["GET"])
 
+    r.add_api_route("/sandboxes/metrics", _refuse("metrics"), methods=["GET"])  # before {id}
+
     async def get(sandbox_id: str, request: Request) -> dict[str, Any]:
         who = principal(request)
         return detail(request, await api_state(request).hub.get(who.tenant, sandbox_id), token=True)
@@ -218,12 +220,22 @@ def router(e2b: E2BState) -> APIRouter:
         ("/sandboxes/{sandbox_id}/fork", ["POST"], "fork"),
         ("/sandboxes/{sandbox_id}/snapshots", ["POST"], "snapshots"),
         ("/sandboxes/{sandbox_id}/metrics", ["GET"], "metrics"),
-        ("/sandboxes/metrics", ["GET"], "metrics"),
         ("/sandboxes/{sandbox_id}/logs", ["GET"], "logs"),
         ("/v2/sandboxes/{sandbox_id}/logs", ["GET"], "logs"),
         ("/sandboxes/{sandbox_id}/network", ["PUT"], "network update"),
     ):
         r.add_api_route(path, _refuse(feature), methods=methods)
+    every = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    for prefix, feature in (
+        ("/templates", "templates"),
+        ("/v2/templates", "templates"),
+        ("/v3/templates", "templates"),
+        ("/volumes", "volumes"),
+        ("/secrets", "secrets"),
+        ("/snapshots", "snapshots"),
+    ):
+        r.add_api_route(prefix, _refuse(feature), methods=every)
+        r.add_api_route(prefix + "/{rest:path}", _refuse(feature), methods=every)
     return r
 
 

@@ -155,6 +155,8 @@ def test_lifecycle_and_tenancy(sb: Sandbox, srv: ServerThread) -> None:
     assert Sandbox.kill(sb.sandbox_id, api_key="key-b") is False
     with pytest.raises(AuthenticationException):
         Sandbox.list(api_key="wrong").next_items()
+    Sandbox.kill(sb.sandbox_id)
+    assert not sb.is_running()
 
 
 def test_refused(sb: Sandbox) -> None:
@@ -164,6 +166,10 @@ def test_refused(sb: Sandbox) -> None:
         sb.pty.create(size=__import__("e2b").PtySize(rows=24, cols=80))
     with pytest.raises(SandboxException, match="metrics"):
         sb.get_metrics()
+    from e2b import Template
+
+    with pytest.raises(Exception, match="templates is not supported"):
+        Template.get_tags("base")
     with pytest.raises(SandboxException, match="template 'no-such-template' not found"):
         Sandbox.create(template="no-such-template")
 
