@@ -27,7 +27,9 @@ class BodyLimit:
         self.upload_limit = upload_limit
 
     def limit_for(self, scope: Scope) -> int:
-        upload = scope.get("method") == "PUT" and "/files/" in scope.get("path", "")
+        method, path = scope.get("method"), scope.get("path", "")
+        # File uploads: the sandboxes API (PUT .../files/...) and the E2B door (POST /files).
+        upload = (method == "PUT" and "/files/" in path) or (method == "POST" and path == "/files")
         return self.upload_limit if upload else self.json_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
