@@ -18,12 +18,28 @@ from runtime.store.base import EventRecord
 from runtime.views import recorded_step
 
 
+class Step(dict[str, Any]):
+    """A materialized step: the plain mapping the API shows, which also knows the model turn
+    that made it (`turn`, counted from the loop's `interaction.status_update` after each model
+    turn; None when the events do not say). Not part of the mapping, so never shown."""
+
+    turn: int | None = None
+
+
+TOOL_CALLS = ("function_call", "mcp_server_tool_call")
+
+
 def materialize(events: Iterable[EventRecord]) -> list[dict[str, Any]]:
     steps: dict[int, dict[str, Any]] = {}
+    turns = 0  # model turns ended so far: the calls that follow are that turn's
     for ev in events:
         p = ev.payload
-        if ev.event_type == "step.start":
-            steps[int(p["index"])] = copy.deepcopy(p["step"])
+        if ev.event_type == "interaction.status_update":
+            turns += 1
+        elif ev.event_type == "step.start":
+            started = Step(copy.deepcopy(p["step"]))
+            started.turn = turns or None
+            steps[int(p["index"])] = started
         elif ev.event_type == "step.delta":
             step = steps.get(int(p["index"]))
             if step is not None:
@@ -79,15 +95,20 @@ def media_of(content: Any) -> list[Media]:
 
 
 def to_messages(steps: Iterable[dict[str, Any]]) -> list[Message]:
-    """Steps -> neutral conversation. Consecutive model steps form one assistant message."""
+    """Steps -> neutral conversation. Consecutive model steps form one assistant message, and
+    so do the tool calls of one model turn (parallel calls): the loop records each call with
+    its result before the next call, so a call of the turn whose message is already answered
+    joins that message — `assistant(a, b), tool(a), tool(b)`, as the model sent it."""
     messages: list[Message] = []
     assistant: Message | None = None
+    answered: Message | None = None  # the last assistant message, once a result followed it
+    answered_turn: int | None = None
 
     def flush() -> None:
-        nonlocal assistant
+        nonlocal assistant, answered
         if assistant is not None:
             messages.append(assistant)
-            assistant = None
+            answered, assistant = assistant, None
 
     names: dict[str, str] = {}  # call id -> tool name, for results that do not repeat it
     for given in steps:
@@ -95,20 +116,33 @@ def to_messages(steps: Iterable[dict[str, Any]]) -> list[Message]:
         kind = step.get("type")
         if kind == "user_input":
             flush()
+            answered = answered_turn = None
             content = step.get("content")
             messages.append(Message(role="user", content=text_of(content), media=media_of(content)))
-        elif kind in ("model_output", "thought", "function_call", "mcp_server_tool_call"):
-            if assistant is None:
-                assistant = Message(role="assistant")
-            if kind == "model_output":
-                assistant.content += text_of(step.get("content"))
-            elif kind == "thought":
-                assistant.thought = (assistant.thought or "") + text_of(step.get("summary"))
-                assistant.thought_signature = step.get("signature") or assistant.thought_signature
+        elif kind in ("model_output", "thought", *TOOL_CALLS):
+            turn = getattr(given, "turn", None)
+            if (
+                kind in TOOL_CALLS
+                and assistant is None
+                and answered is not None
+                and turn is not None
+                and turn == answered_turn
+            ):
+                target = answered  # a parallel call of the turn whose message is answered
             else:
+                if assistant is None:
+                    assistant = Message(role="assistant")
+                target = assistant
+            if kind == "model_output":
+                target.content += text_of(step.get("content"))
+            elif kind == "thought":
+                target.thought = (target.thought or "") + text_of(step.get("summary"))
+                target.thought_signature = step.get("signature") or target.thought_signature
+            else:
+                answered_turn = turn
                 args = step.get("arguments") or {}
                 names[str(step.get("id"))] = _tool_name(step)
-                assistant.tool_calls.append(
+                target.tool_calls.append(
                     ToolCall(
                         id=str(step.get("id")),
                         name=_tool_name(step),

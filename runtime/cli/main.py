@@ -21,8 +21,11 @@ app = typer.Typer(
 
 @app.callback()
 def _root() -> None:
+    from runtime.cli.common import configure_consoles
+
     settings = Settings.from_env()
     configure_logging(settings.log_format, settings.log_level)
+    configure_consoles()
 
 
 def _register() -> None:

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.status import Status
 
+from runtime.cli.common import error_line
 from runtime.store.base import EventRecord
 
 TAIL_LINES = 6
@@ -22,11 +23,18 @@ TAIL_LINES = 6
 
 class EventPrinter:
     """Prints events as they come. On a terminal a spinner says what the run is waiting for
-    (the model, a tool); it pauses while model text streams so lines are never torn."""
+    (the model, a tool); it pauses while model text streams so lines are never torn.
 
-    def __init__(self, console: Console, *, as_json: bool = False) -> None:
+    A run's `error` events are one `corral: error: CODE: message` line on stderr in both modes
+    (the `--json` line on stdout too), unless `errors_on_stderr` is off because the caller
+    reports the run's errors itself (`corral run` does, once the run has ended)."""
+
+    def __init__(
+        self, console: Console, *, as_json: bool = False, errors_on_stderr: bool = True
+    ) -> None:
         self.console = console
         self.as_json = as_json
+        self.errors_on_stderr = errors_on_stderr
         self._open_text: int | None = None
         self._steps: dict[int, dict[str, Any]] = {}
         self._status: Status | None = (
@@ -53,6 +61,10 @@ class EventPrinter:
         self._idle()
 
     def __call__(self, ev: EventRecord) -> None:
+        if ev.event_type == "error" and self.errors_on_stderr:
+            self._end_text()
+            err = ev.payload.get("error") or {}
+            error_line(f"error: {err.get('code')}: {err.get('message')}")
         if self.as_json:
             sys.stdout.write(
                 json.dumps(
@@ -97,11 +109,7 @@ class EventPrinter:
         elif t == "artifact.skipped":
             self.console.print(f"[yellow]  ! {escape(p.get('message', ''))}[/]")
         elif t == "error":
-            self._end_text()
-            err = p.get("error", {})
-            self.console.print(
-                f"[red]✗ {escape(str(err.get('code')))}: {escape(str(err.get('message')))}[/]"
-            )
+            self._end_text()  # the error itself is a line on stderr (see the class docstring)
 
     def _track(self, t: str, p: dict[str, Any]) -> None:
         """Keep the spinner's line in step with what the run is doing."""

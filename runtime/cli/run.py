@@ -25,10 +25,11 @@ from typing import Annotated, Any
 import typer
 
 from runtime.agents.registry import resolve_agent
+from runtime.agents.spec import AgentSpec
 from runtime.artifacts import export_artifacts, host_error, skipped_from_events
 from runtime.cli.common import (
     EXIT_ARTIFACTS,
-    EXIT_BUDGET,
+    EXIT_BY_STATUS,
     EXIT_CANCELLED,
     EXIT_FAILED,
     EXIT_OK,
@@ -37,6 +38,8 @@ from runtime.cli.common import (
     err_console,
     error_line,
     fail,
+    resolve_run_id,
+    run_async,
 )
 from runtime.cli.render import EventPrinter
 from runtime.controller import Controller, open_controller
@@ -45,19 +48,14 @@ from runtime.providers.registry import default_model_from_env
 from runtime.runner import RunOptions
 from runtime.settings import Settings
 from runtime.store.base import InteractionRecord
+from runtime.store.sql import open_store
 from sandbox.errors import SandboxError
 
+TENANT = "local"
 STOP_GRACE = 15.0
 """Seconds a cancelled run gets to end cleanly (remove its sandbox, record its end)."""
 FOLLOW_DRAIN = 5.0
 """Seconds the live output may lag behind a run that has ended."""
-EXIT_BY_STATUS = {
-    "completed": EXIT_OK,
-    "failed": EXIT_FAILED,
-    "budget_exceeded": EXIT_BUDGET,
-    "cancelled": EXIT_CANCELLED,
-    "requires_action": EXIT_FAILED,
-}
 
 
 def run(
@@ -88,7 +86,8 @@ def run(
         str | None,
         typer.Option(
             "--continue",
-            help="Continue a previous run (same conversation; same workspace while its sandbox lives).",
+            help="Continue a previous run (its id or a unique prefix): same conversation, same "
+            "agent, model and limits unless given here; same workspace while its sandbox lives.",
         ),
     ] = None,
     keep: Annotated[
@@ -103,7 +102,11 @@ def run(
 ) -> None:
     """Run an agent on TASK in a fresh sandbox and download what it produced."""
     settings = Settings.from_env()
-    if agent is None and model is None and not _model_configured():
+    previous: InteractionRecord | None = None
+    if continue_id is not None:
+        previous = run_async(_previous_run(settings, continue_id))
+        continue_id = previous.id
+    if agent is None and model is None and previous is None and not _model_configured():
         # A fresh machine without a model key still gets a real run: the scripted demo.
         agent = "demo"
         if not as_json:
@@ -112,20 +115,29 @@ def run(
                 "or GEMINI_API_KEY): running the scripted demo agent.[/]"
             )
     try:
-        spec = resolve_agent(agent)
+        if previous is not None and agent is None:
+            # --continue: the run's own agent, as it ran (not whatever the default is now).
+            spec = AgentSpec.from_dict(
+                previous.config["agent_spec"], source=f"agent of {previous.id}"
+            )
+        else:
+            spec = resolve_agent(agent)
     except (AgentSpecError, NotFound) as exc:
         fail(str(exc), EXIT_USAGE)
+    before = _previous_options(previous)
     try:
-        chosen = model or spec.model or default_model_from_env()
+        inherited = previous.model if previous is not None and agent is None else None
+        chosen = model or inherited or spec.model or default_model_from_env()
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     opts = RunOptions(
         keep_sandbox=keep,
         model=chosen,
-        max_steps=max_steps,
-        max_tool_calls=max_tool_calls,
-        timeout=timeout,
-        image=image,
+        max_steps=max_steps if max_steps is not None else before.max_steps,
+        max_tool_calls=max_tool_calls if max_tool_calls is not None else before.max_tool_calls,
+        max_total_tokens=before.max_total_tokens,
+        timeout=timeout if timeout is not None else before.timeout,
+        image=image or (before.image if agent is None else None),
     )
     try:
         final, out_dir, report = asyncio.run(
@@ -161,6 +173,25 @@ def run(
                 "[dim]This was a scripted demo run: no model was called. Set OPENAI_API_KEY (or ANTHROPIC_API_KEY / GEMINI_API_KEY) and the same command runs a real model.[/]"
             )
     raise typer.Exit(code)
+
+
+async def _previous_run(settings: Settings, given: str) -> InteractionRecord:
+    """The run `--continue` names (its id or a unique prefix)."""
+    settings.ensure_dirs()
+    store = await open_store(settings)
+    try:
+        return await store.get_interaction(TENANT, await resolve_run_id(store, TENANT, given))
+    finally:
+        await store.aclose()
+
+
+def _previous_options(previous: InteractionRecord | None) -> RunOptions:
+    """The limits (and image) the continued run was given on its command line, if any."""
+    if previous is None:
+        return RunOptions()
+    given = previous.config.get("options") or {}
+    fields = {f for f in RunOptions.__dataclass_fields__}
+    return RunOptions(**{k: v for k, v in given.items() if k in fields})
 
 
 def _model_configured() -> bool:
@@ -225,7 +256,7 @@ async def _run(
                 err_console.print(
                     f"[dim]run {rec.id} · agent {spec.name} · model {rec.model} · image {opts.image or spec.sandbox_spec().image}[/]"
                 )
-            printer = EventPrinter(console, as_json=as_json)
+            printer = EventPrinter(console, as_json=as_json, errors_on_stderr=False)
             follower = asyncio.create_task(_follow(ctl, rec.id, printer))
             job = ctl.runner.start(rec)
             try:

@@ -13,7 +13,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from runtime.artifacts import ExportReport, export_artifacts, printable, skipped_from_events
-from runtime.cli.common import EXIT_ARTIFACTS, console, error_line, run_async
+from runtime.cli.common import (
+    EXIT_ARTIFACTS,
+    EXIT_BY_STATUS,
+    EXIT_FAILED,
+    console,
+    error_line,
+    resolve_run_id,
+    run_async,
+)
 from runtime.cli.render import EventPrinter
 from runtime.events import TERMINAL_EVENT
 from runtime.settings import Settings
@@ -54,7 +62,12 @@ def list_(
     if as_json:
         print(json.dumps(rows))
         return
-    table = Table("id", "status", "agent", "model", "created", "task")
+    # Whole ids, never cut: they are what every other command takes (or a unique prefix).
+    width = max((len(str(r["id"])) for r in rows), default=2)
+    table = Table()
+    table.add_column("id", no_wrap=True, min_width=width)
+    for name in ("status", "agent", "model", "created", "task"):
+        table.add_column(name)
     for r in rows:
         table.add_row(
             str(r["id"]),
@@ -68,16 +81,17 @@ def list_(
 
 
 @app.command()
-def show(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
+def show(run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")]) -> None:
     """Print a run as JSON (the Interactions view, with all steps)."""
 
     async def go() -> dict[str, object]:
         store = await _store()
         try:
-            rec = await store.get_interaction(TENANT, run_id)
-            steps = materialize(events := await store.list_events(run_id))
+            rec = await store.get_interaction(TENANT, await resolve_run_id(store, TENANT, run_id))
+            run_id_ = rec.id
+            steps = materialize(events := await store.list_events(run_id_))
             view = interaction_view(rec, steps, include_input=True)
-            view["artifacts"] = [artifact_view(a) for a in await store.list_artifacts(run_id)]
+            view["artifacts"] = [artifact_view(a) for a in await store.list_artifacts(run_id_)]
             view["skipped_artifacts"] = skipped_from_events(events)
             return view
         finally:
@@ -88,38 +102,52 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
 
 @app.command()
 def logs(
-    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
     follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep following until the run ends.")
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Keep following until the run ends; then print its status and exit as "
+            "`corral run` would (0 completed, 1 failed, 3 budget exceeded, 130 cancelled).",
+        ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Replay a run's events (and follow a live one, also from another process)."""
 
-    async def go() -> None:
+    async def go() -> tuple[str, str] | None:
         store = await _store()
         printer = EventPrinter(console, as_json=as_json)
         try:
-            await store.get_interaction(TENANT, run_id)
+            rid = await resolve_run_id(store, TENANT, run_id)
             last = 0
             while True:
-                for ev in await store.list_events(run_id, after=last):
+                for ev in await store.list_events(rid, after=last):
                     last = ev.event_id
                     printer(ev)
                     if ev.event_type == TERMINAL_EVENT:
-                        return
+                        return rid, (await store.get_interaction(TENANT, rid)).status
                 if not follow:
-                    return
+                    return None
                 await asyncio.sleep(FOLLOW_POLL)
         finally:
+            printer.close()
             await store.aclose()
 
-    run_async(go())
+    ended = run_async(go())
+    if follow and ended is not None:
+        rid, status = ended
+        code = EXIT_BY_STATUS.get(status, EXIT_FAILED)
+        if not as_json:
+            style = "green" if status == "completed" else "red"
+            console.print(f"[{style}]● {status}[/] run {rid}")
+        raise typer.Exit(code)
 
 
 @app.command()
 def artifacts(
-    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
     download: Annotated[
         Path | None, typer.Option("--download", "-d", help="Copy them into this folder.")
     ] = None,
@@ -129,9 +157,9 @@ def artifacts(
     async def go() -> tuple[list[ArtifactRecord], list[dict[str, Any]], ExportReport | None]:
         store = await _store()
         try:
-            await store.get_interaction(TENANT, run_id)
-            arts = list(await store.list_artifacts(run_id))
-            skipped = skipped_from_events(await store.list_events(run_id))
+            rid = await resolve_run_id(store, TENANT, run_id)
+            arts = list(await store.list_artifacts(rid))
+            skipped = skipped_from_events(await store.list_events(rid))
         finally:
             await store.aclose()
         report = None if download is None else await export_artifacts(arts, download)
@@ -154,22 +182,24 @@ def artifacts(
 
 
 @app.command()
-def delete(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
+def delete(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+) -> None:
     """Delete a run: its events, artifacts (files too) and its sandbox."""
 
-    async def go() -> None:
+    async def go() -> str:
         settings = Settings.from_env()
         store = await _store()
         backend = DockerBackend(settings.home, egress=settings.egress_options())
         try:
-            rec = await store.get_interaction(TENANT, run_id)
+            rec = await store.get_interaction(TENANT, await resolve_run_id(store, TENANT, run_id))
             if rec.sandbox_id:
                 await backend.destroy(rec.sandbox_id)
-            await store.delete_interaction(TENANT, run_id)
-            shutil.rmtree(settings.artifacts_dir / run_id, ignore_errors=True)
+            await store.delete_interaction(TENANT, rec.id)
+            shutil.rmtree(settings.artifacts_dir / rec.id, ignore_errors=True)
+            return rec.id
         finally:
             await backend.aclose()
             await store.aclose()
 
-    run_async(go())
-    print(f"deleted {run_id}")
+    print(f"deleted {run_async(go())}")

@@ -13,7 +13,7 @@ import aiofiles
 import typer
 from rich.table import Table
 
-from runtime.cli.common import EXIT_USAGE, console, fail, run_async
+from runtime.cli.common import EXIT_USAGE, console, fail, resolve_sandbox_id, run_async
 from runtime.settings import Settings
 from sandbox.api import Sandbox
 from sandbox.backends.docker import DockerBackend
@@ -29,10 +29,11 @@ CHUNK = 1024 * 1024
 
 @asynccontextmanager
 async def _attached(sandbox_id: str) -> AsyncIterator[Sandbox]:
-    """A connection to an existing sandbox; disconnects (and keeps the sandbox) on exit."""
+    """A connection to an existing sandbox (its id or a unique prefix); disconnects (and keeps
+    the sandbox) on exit."""
     backend = _backend()
     try:
-        sb = await Sandbox.attach(sandbox_id, backend=backend)
+        sb = await Sandbox.attach(await resolve_sandbox_id(backend, sandbox_id), backend=backend)
         try:
             yield sb
         finally:
@@ -136,7 +137,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
 @app.command("exec")
 def exec_(
-    sandbox_id: Annotated[str, typer.Argument(help="Sandbox id.")],
+    sandbox_id: Annotated[str, typer.Argument(help="Sandbox id (or a unique prefix).")],
     command: Annotated[list[str], typer.Argument(help="Command (after --).")],
     timeout: Annotated[
         float | None, typer.Option(help="Seconds before the command is killed.")
@@ -196,7 +197,7 @@ def cp(
 
 @app.command()
 def ls(
-    sandbox_id: Annotated[str, typer.Argument(help="Sandbox id.")],
+    sandbox_id: Annotated[str, typer.Argument(help="Sandbox id (or a unique prefix).")],
     path: Annotated[str, typer.Argument(help="Folder inside the workspace.")] = ".",
     recursive: Annotated[bool, typer.Option("-r", "--recursive")] = False,
 ) -> None:
@@ -213,7 +214,9 @@ def ls(
 
 @app.command()
 def rm(
-    sandbox_ids: Annotated[list[str] | None, typer.Argument(help="Sandbox ids.")] = None,
+    sandbox_ids: Annotated[
+        list[str] | None, typer.Argument(help="Sandbox ids (or unique prefixes).")
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Remove every sandbox of this home.")] = False,
 ) -> None:
     """Remove sandboxes (container, workspace and host folder)."""
@@ -223,7 +226,7 @@ def rm(
     async def go() -> list[str]:
         backend = _backend()
         try:
-            ids = list(sandbox_ids or [])
+            ids = [await resolve_sandbox_id(backend, given) for given in sandbox_ids or []]
             if all_:
                 ids = [h.id for h in await backend.list()]
             for sid in ids:
@@ -255,12 +258,15 @@ def gc() -> None:
 
 
 @app.command()
-def shell(sandbox_id: Annotated[str, typer.Argument(help="Sandbox id.")]) -> None:
+def shell(
+    sandbox_id: Annotated[str, typer.Argument(help="Sandbox id (or a unique prefix).")],
+) -> None:
     """An interactive shell (TTY) inside the sandbox, as the sandbox user."""
     from runtime.cli.tty import interactive_shell
 
+    backend = _backend()
     try:
-        code = interactive_shell(_backend(), sandbox_id)
+        code = interactive_shell(backend, run_async(resolve_sandbox_id(backend, sandbox_id)))
     except SandboxError as exc:
         fail(str(exc))
     raise typer.Exit(code)

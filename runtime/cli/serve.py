@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated
+import socket
+import sys
+from collections.abc import Iterable
+from typing import Annotated, Any
 
 import typer
 
@@ -33,7 +36,8 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the HTTP API. Without API keys (CORRAL_API_KEYS or api_keys.json) it is a
-    single-user server and listens on loopback only. Logs (uvicorn's included) are one
+    single-user server and listens on loopback only. At start it prints its address, its
+    tenancy (single-user or N keys) and its data directory, one line each on stderr. Logs (uvicorn's included) are one
     structlog stream on stderr, JSON with CORRAL_LOG_FORMAT=json; `info` adds one
     `http.access` event per request."""
     import uvicorn
@@ -58,6 +62,7 @@ def serve(
             EXIT_USAGE,
         )
     app = create_app(settings, config=config)
+    tenancy = tenancy_line(config.keys.by_digest.values())
     server_config = uvicorn_config(
         app,
         host=host,
@@ -66,4 +71,35 @@ def serve(
         log_level=level,
         timeout_graceful_shutdown=10,
     )
-    uvicorn.Server(server_config).run()
+
+    class AnnouncingServer(uvicorn.Server):
+        """Says where it listens (the bound port, also for --port 0), for whom, and where its
+        state lives, once its socket is bound: one line each on stderr."""
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if not self.started:
+                return
+            for server in self.servers:
+                for sock in server.sockets:
+                    print(f"corral: listening on {url_of(sock.getsockname())}", file=sys.stderr)
+            print(f"corral: tenancy: {tenancy}", file=sys.stderr)
+            print(f"corral: data directory: {settings.home}", file=sys.stderr, flush=True)
+
+    AnnouncingServer(server_config).run()
+
+
+def url_of(address: Any) -> str:
+    host, port = address[0], address[1]
+    shown = f"[{host}]" if ":" in str(host) else str(host)
+    return f"http://{shown}:{port}"
+
+
+def tenancy_line(tenants: Iterable[str]) -> str:
+    """`single-user (no API keys; loopback only)` or `N key(s) for M tenant(s)`."""
+    names = list(tenants)
+    if not names:
+        return "single-user (no API keys; loopback only)"
+    keys = f"{len(names)} key{'s' if len(names) != 1 else ''}"
+    n = len(set(names))
+    return f"{keys} for {n} tenant{'s' if n != 1 else ''}"

@@ -338,7 +338,7 @@ def test_runs_list_logs_artifacts(tmp_path: Path) -> None:
     assert arts.exit_code == 0 and "r.txt" in arts.output
     assert (dl / "r.txt").read_text() == "r"
     missing = runner.invoke(app, ["runs", "logs", "int_missing"])
-    assert missing.exit_code == 2 and "not found" in missing.output
+    assert missing.exit_code == 1 and "not found" in missing.output
 
 
 def test_out_gets_every_file_despite_hostile_names(tmp_path: Path, corral_home: Path) -> None:
