@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -242,19 +243,40 @@ def rm(
 
 @app.command()
 def gc() -> None:
-    """Reconcile after a crash and remove sandboxes past their idle TTL."""
+    """Reconcile after a crash, remove sandboxes past their idle TTL, and the egress proxy
+    once no sandbox needs it; says what it removed."""
 
-    async def go() -> tuple[int, int, int]:
+    async def go() -> tuple[list[str], list[str], list[str], list[str]]:
         backend = _backend()
         try:
+            proxy = backend.egress.proxy_name
+            had_proxy = await _container_exists(backend, proxy)
             rep = await backend.reconcile(adopt=True)
             reaped = await backend.reap_idle()
-            return len(rep.adopted), len(rep.removed), len(reaped)
+            # reaping may have removed the last sandbox that needed the proxy
+            live = {h.id for h in await backend.list()}
+            pruned = [n for n in await backend.egress.prune(live) if n != proxy]
+            gone = [proxy] if had_proxy and not await _container_exists(backend, proxy) else []
+            kept = [i for i in rep.adopted if i not in reaped]
+            return kept, [*rep.removed, *pruned], reaped, gone
         finally:
             await backend.aclose()
 
-    adopted, removed, reaped = run_async(go())
-    print(f"kept {adopted - reaped}, removed {removed} orphan(s), reaped {reaped} idle")
+    kept, removed, reaped, proxy = run_async(go())
+    print(f"kept {len(kept)}, removed {len(removed)} orphan(s), reaped {len(reaped)} idle")
+    for sid in removed:
+        print(f"removed orphan {sid}")
+    for sid in reaped:
+        print(f"reaped idle {sid}")
+    for name in proxy:
+        print(f"removed the egress proxy {name} (no sandbox needs it)")
+
+
+async def _container_exists(backend: DockerBackend, name: str) -> bool:
+    rows = await asyncio.to_thread(
+        backend.client.api.containers, all=True, filters={"name": f"^/{name}$"}
+    )
+    return bool(rows)
 
 
 @app.command()

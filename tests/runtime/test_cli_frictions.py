@@ -335,3 +335,22 @@ def test_serve_prints_address_tenancy_and_data_directory(
     finally:
         proc.terminate()
         proc.communicate(timeout=HANG_GUARD)
+
+
+# -- sandbox gc says what it removed, the egress proxy included --------------------------------
+
+
+@pytest.mark.docker
+def test_gc_reports_the_egress_proxy_it_removes(corral_home: Path) -> None:
+    made = corral(
+        corral_home,
+        "sandbox", "create", "--memory", "256m", "--network", "allowlist", "--allow", "example.com",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    sid = made.stdout.strip()
+    assert corral(corral_home, "sandbox", "rm", sid).returncode == 0
+    gc = corral(corral_home, "sandbox", "gc")
+    assert gc.returncode == 0, gc.stderr
+    assert "removed the egress proxy corral-egress-" in gc.stdout
+    again = corral(corral_home, "sandbox", "gc")
+    assert "egress proxy" not in again.stdout
