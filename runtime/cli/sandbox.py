@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -17,6 +18,7 @@ from rich.table import Table
 from runtime.cli.common import EXIT_USAGE, console, fail, resolve_sandbox_id, run_async
 from runtime.settings import Settings
 from sandbox.api import Sandbox
+from sandbox.backends.base import SandboxHandle
 from sandbox.backends.docker import DockerBackend
 from sandbox.errors import SandboxError
 from sandbox.spec import SandboxSpec
@@ -120,6 +122,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
                         "state": st.reason(),
                         "role": h.labels.get("corral.role", "sandbox"),
                         "network": h.spec.network,
+                        **_why_kept(backend, h),
                     }
                 )
             return rows
@@ -130,9 +133,9 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     if as_json:
         print(json.dumps(rows))
         return
-    table = Table("id", "image", "state", "role", "network")
+    table = Table("id", "image", "state", "role", "network", "kept")
     for r in rows:
-        table.add_row(*(str(r[k]) for k in ("id", "image", "state", "role", "network")))
+        table.add_row(*(str(r[k]) for k in ("id", "image", "state", "role", "network", "kept")))
     console.print(table)
 
 
@@ -270,6 +273,21 @@ def gc() -> None:
         print(f"reaped idle {sid}")
     for name in proxy:
         print(f"removed the egress proxy {name} (no sandbox needs it)")
+
+
+def _why_kept(backend: DockerBackend, handle: SandboxHandle) -> dict[str, object]:
+    """Why the sandbox is still here: the run whose follow-ups may use it (runs keep theirs
+    until the idle TTL), and until when (last use + idle TTL; None: until removed)."""
+    ttl = handle.spec.idle_ttl
+    until = None if ttl is None else backend.last_used(handle) + ttl
+    when = "until removed" if until is None else f"until {_iso(until)}"
+    run = handle.labels.get("corral.interaction")
+    why = f"kept for follow-ups of {run}, {when}" if run else f"kept {when}"
+    return {"interaction": run, "until": None if until is None else _iso(until), "kept": why}
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def _container_exists(backend: DockerBackend, name: str) -> bool:

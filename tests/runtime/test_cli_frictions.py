@@ -354,3 +354,27 @@ def test_gc_reports_the_egress_proxy_it_removes(corral_home: Path) -> None:
     assert "removed the egress proxy corral-egress-" in gc.stdout
     again = corral(corral_home, "sandbox", "gc")
     assert "egress proxy" not in again.stdout
+
+
+@pytest.mark.docker
+def test_sandbox_list_says_why_a_run_sandbox_is_kept(tmp_path: Path, corral_home: Path) -> None:
+    agent = write_agent(tmp_path, [{"text": "ok"}])
+    res = corral(
+        corral_home,
+        "run",
+        "--agent",
+        str(agent),
+        "--keep",
+        "-o",
+        str(tmp_path / "o"),
+        "--json",
+        "x",
+    )
+    assert res.returncode == 0, res.stderr
+    rid = run_id_of(res.stdout)
+    rows = json.loads(corral(corral_home, "sandbox", "list", "--json").stdout)
+    assert [r["interaction"] for r in rows] == [rid]
+    assert rows[0]["kept"] == f"kept for follow-ups of {rid}, until {rows[0]['until']}"
+    plain = corral(corral_home, "sandbox", "list")
+    assert f"kept for follow-ups of {rid}, until {rows[0]['until']}" in plain.stdout
+    assert corral(corral_home, "runs", "delete", rid).returncode == 0
