@@ -26,9 +26,14 @@ def _drop_color_message(
     return event
 
 
+def readable_logs(fmt: str) -> bool:
+    """Whether logs in format `fmt` are lines for a person (else JSON, one object a line)."""
+    return fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
+
+
 def configure_logging(fmt: str = "auto", level: str = "warning") -> None:
     lvl = logging.getLevelNamesMapping().get(level.upper(), logging.WARNING)
-    pretty = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
+    pretty = readable_logs(fmt)
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer(colors=False)
         if pretty

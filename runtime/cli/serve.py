@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
 import sys
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 
 from runtime.cli.common import EXIT_USAGE, fail
 from runtime.errors import ConfigError
-from runtime.logs import configure_logging
+from runtime.logs import configure_logging, readable_logs
 from runtime.settings import Settings
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -37,7 +39,8 @@ def serve(
 ) -> None:
     """Serve the HTTP API. Without API keys (CORRAL_API_KEYS or api_keys.json) it is a
     single-user server and listens on loopback only. At start it prints its address, its
-    tenancy (single-user or N keys) and its data directory, one line each on stderr. Logs (uvicorn's included) are one
+    tenancy (single-user or N keys) and its data directory, one line each on stderr (one
+    `serve.listening` JSON event when logs are JSON). Logs (uvicorn's included) are one
     structlog stream on stderr, JSON with CORRAL_LOG_FORMAT=json; `info` adds one
     `http.access` event per request."""
     import uvicorn
@@ -80,9 +83,20 @@ def serve(
             await super().startup(sockets)
             if not self.started:
                 return
-            for server in self.servers:
-                for sock in server.sockets:
-                    print(f"corral: listening on {url_of(sock.getsockname())}", file=sys.stderr)
+            urls = [url_of(sock.getsockname()) for srv in self.servers for sock in srv.sockets]
+            if not readable_logs(settings.log_format):  # one JSON stream: say it as an event
+                event = {
+                    "event": "serve.listening",
+                    "urls": urls,
+                    "tenancy": tenancy,
+                    "data_directory": str(settings.home),
+                    "level": "info",
+                    "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                }
+                print(json.dumps(event), file=sys.stderr, flush=True)
+                return
+            for url in urls:
+                print(f"corral: listening on {url}", file=sys.stderr)
             print(f"corral: tenancy: {tenancy}", file=sys.stderr)
             print(f"corral: data directory: {settings.home}", file=sys.stderr, flush=True)
 

@@ -61,5 +61,7 @@ def test_serve_logs_are_json_with_access_events(tmp_path: Path) -> None:
     assert miss and miss[0]["method"] == "GET" and miss[0]["status"] == 404, access
     assert isinstance(miss[0]["duration_ms"], float | int)
     assert any(e["status"] == 400 and e["method"] == "POST" for e in access), access
+    (listening,) = [e for e in events if e["event"] == "serve.listening"]
+    assert listening["urls"][0].startswith("http://127.0.0.1:") and listening["data_directory"]
     # uvicorn's own lines ("Started server process", "Shutting down") came through structlog
     assert any(e.get("logger", "").startswith("uvicorn") for e in events), events

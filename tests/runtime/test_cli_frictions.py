@@ -308,7 +308,9 @@ def test_serve_prints_address_tenancy_and_data_directory(
 ) -> None:
     import httpx
 
-    env = {**os.environ, "CORRAL_HOME": str(corral_home)}
+    # Readable lines: with JSON logs (CORRAL_LOG_FORMAT=json, or auto off a terminal) the
+    # same facts are one `serve.listening` event (tests/compat/test_logs.py).
+    env = {**os.environ, "CORRAL_HOME": str(corral_home), "CORRAL_LOG_FORMAT": "console"}
     if keys is not None:
         env["CORRAL_API_KEYS"] = keys
     proc = subprocess.Popen(
