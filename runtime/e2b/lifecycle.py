@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from runtime.api.admission import check_ceilings, create_counted
 from runtime.api.schemas import CreateSandbox
 from runtime.e2b.common import (
     ENVD_VERSION,
@@ -25,7 +26,6 @@ from runtime.e2b.common import (
 from runtime.e2b.routes import E2BRoute
 from runtime.store.base import SandboxRecord
 from runtime.views import iso
-from sandbox.spec import parse_size
 
 DEFAULT_TIMEOUT = 300
 """E2B's default sandbox timeout (seconds)."""
@@ -106,16 +106,9 @@ def router(e2b: E2BState) -> APIRouter:
             env={**body.envVars, "HOME": "/workspace"},
             ttl=float(body.timeout),
         )
-        asked = {k: getattr(req, k) for k in ("memory", "cpus", "disk", "pids")}
-        who.policy.check(
-            {k: parse_size(v) if isinstance(v, str) else v for k, v in asked.items()},
-            req.network,
-            asked,
-        )
+        check_ceilings(who.policy, req)
         spec = state.hub.spec_for(req)
-        async with state.quotas.lock(who.tenant):
-            await state.quotas.check_sandboxes(who.tenant, who.policy)
-            rec = await state.hub.create(who.tenant, spec)
+        rec = await create_counted(state.hub, state.quotas, who.tenant, who.policy, spec)
         rec.spec["e2b"] = {"template": body.templateID, "metadata": body.metadata}
         await state.hub.store.record_sandbox(rec)
         return JSONResponse(created(request, rec), status_code=201)

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import mcp_types as types
 from pydantic import BaseModel, ValidationError
 
+from runtime.api.admission import check_ceilings, create_counted
 from runtime.api.auth import Principal
 from runtime.api.config import ApiConfig
 from runtime.api.errors import BadRequest
@@ -34,7 +35,6 @@ from runtime.controller import Controller
 from runtime.events import TERMINAL_EVENT
 from runtime.mcp_server import schemas as s
 from runtime.steps import text_of
-from sandbox.spec import parse_size
 
 T = TypeVar("T")
 Extra = list[types.ContentBlock]
@@ -106,18 +106,11 @@ async def sandbox_create(
     sv: Services, who: Principal, a: s.CreateArgs, progress: Progress
 ) -> ToolResult:
     body: CreateSandbox = _validated(CreateSandbox, a.model_dump(exclude_none=True))
-    asked = {k: getattr(body, k) for k in ("memory", "cpus", "disk", "pids")}
-    who.policy.check(
-        {k: parse_size(v) if isinstance(v, str) else v for k, v in asked.items()},
-        body.network,
-        asked,
-    )
+    check_ceilings(who.policy, body)
     spec = sv.hub.spec_for(body)
 
     async def create() -> Any:
-        async with sv.quotas.lock(who.tenant):
-            await sv.quotas.check_sandboxes(who.tenant, who.policy)
-            return await sv.hub.create(who.tenant, spec)
+        return await create_counted(sv.hub, sv.quotas, who.tenant, who.policy, spec)
 
     # Shielded: a call cancelled mid-start still records the sandbox (owned, reaped at its
     # TTL) rather than leaving a container no tenant owns.

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
+from runtime.api.admission import check_ceilings, create_counted
 from runtime.api.deps import PrincipalDep, StateDep, TenantDep
 from runtime.api.hub import jsonable_result, sandbox_view
 from runtime.api.quotas import LeasedStreamingResponse
@@ -23,7 +24,6 @@ from runtime.api.schemas import BrowserRequest, CreateSandbox, ExecRequest
 from runtime.api.sse import SSE_HEADERS
 from sandbox.api import Sandbox
 from sandbox.errors import SandboxError
-from sandbox.spec import parse_size
 from sandbox.types import ExecResult
 
 router = APIRouter(prefix="/v1beta/sandboxes", tags=["sandboxes"])
@@ -37,16 +37,9 @@ async def create_sandbox(
 ) -> dict[str, Any]:
     """Create a sandbox within the key's ceilings (403 above one) and its tenant's count of
     live sandboxes (429 when full)."""
-    asked = {k: getattr(body, k) for k in ("memory", "cpus", "disk", "pids")}
-    principal.policy.check(
-        {k: parse_size(v) if isinstance(v, str) else v for k, v in asked.items()},
-        body.network,
-        asked,
-    )
+    check_ceilings(principal.policy, body)
     spec = state.hub.spec_for(body)
-    async with state.quotas.lock(principal.tenant):
-        await state.quotas.check_sandboxes(principal.tenant, principal.policy)
-        rec = await state.hub.create(principal.tenant, spec)
+    rec = await create_counted(state.hub, state.quotas, principal.tenant, principal.policy, spec)
     return sandbox_view(rec)
 
 
