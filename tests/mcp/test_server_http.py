@@ -3,7 +3,7 @@ tools end to end, progress, tool errors for bad input, path traversal, tenancy a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,24 +18,11 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from runtime.api.auth import ApiKeys
 from runtime.api.config import ApiConfig
 from runtime.api.policy import TenantPolicy
-from tests.runtime.api.conftest import ServerThread
+from tests.runtime.api.conftest import ServerThread, start_server
+
+__all__ = ["start_server"]  # the fixture, used by name
 
 KEYS = ApiConfig(keys=ApiKeys.from_mapping({"key-a": "tenant-a", "key-b": "tenant-b"}))
-
-
-@pytest.fixture
-def start_server() -> Iterator[Callable[..., ServerThread]]:
-    """A live `corral serve` app (uvicorn in a thread), as in tests/runtime/api."""
-    started: list[ServerThread] = []
-
-    def start(config: ApiConfig | None = None) -> ServerThread:
-        srv = ServerThread(config).start()
-        started.append(srv)
-        return srv
-
-    yield start
-    for srv in started:
-        srv.stop()
 
 
 @asynccontextmanager

@@ -9,7 +9,7 @@ the runner's provider factory is pointed at it with a small idle timeout and no 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -18,11 +18,12 @@ import pytest
 from runtime.providers.base import ModelProvider, Timeouts
 from runtime.providers.registry import make_provider
 from runtime.providers.retry import RetryPolicy
+from tests.compat.recording import fake
 from tests.runtime.api.conftest import ServerThread, start_server
 from tests.runtime.providers.fakes import FakeServer, Reply
 from tests.runtime.providers.test_faults import after_text, before_text
 
-__all__ = ["start_server"]
+__all__ = ["fake", "start_server"]
 
 KINDS = ["openai", "anthropic", "gemini"]
 ATTEMPTS = 2
@@ -30,15 +31,6 @@ ATTEMPTS = 2
 
 async def _no_wait(_: float) -> None:
     pass
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeServer]:
-    server = FakeServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
