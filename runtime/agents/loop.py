@@ -203,7 +203,7 @@ class AgentLoop:
             pending_client = [c for c in turn.tool_calls if c.name in client_names]
             for call in turn.tool_calls:
                 if call.name in client_names:
-                    await self.rec.step(_call_step(call), flush=False)
+                    await self.rec.step(call_step(call), flush=False)
                     continue
                 self.tool_calls += 1
                 if self.tool_calls > self.limits.max_tool_calls:
@@ -259,7 +259,7 @@ class AgentLoop:
         return turn
 
     async def _server_call(self, call: ToolCall) -> Message:
-        index = await self.rec.start(_call_step(call))
+        index = await self.rec.start(call_step(call))
         out = _OutputForwarder(self.rec, index)
         try:
             if self.toolbox is None:
@@ -323,7 +323,8 @@ class AgentLoop:
         )
 
 
-def _call_step(call: ToolCall) -> dict[str, Any]:
+def call_step(call: ToolCall) -> dict[str, Any]:
+    """The recorded `function_call` step of a model's tool call."""
     step: dict[str, Any] = {
         "type": "function_call",
         "id": call.id,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from runtime.agents.loop import AgentLoop, Limits, Recorder
+from runtime.agents.loop import AgentLoop, Limits, Recorder, call_step
 from runtime.providers.base import GenerationConfig, Message, ModelProvider, ToolCall, ToolSpec
 from runtime.server_tools.tools import ServerTools
 
@@ -48,14 +48,7 @@ class ServerToolLoop(AgentLoop):
         if kind == "code_execution":
             self.toolbox = await self.server.toolbox()
             return await super()._server_call(call)
-        step: dict[str, Any] = {
-            "type": "function_call",
-            "id": call.id,
-            "name": call.name,
-            "arguments": call.arguments,
-        }
-        if call.thought_signature:
-            step["signature"] = call.thought_signature
+        step = call_step(call)
         if kind is not None:
             step["server_tool"] = kind
         await self.rec.step(step)
