@@ -22,6 +22,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from runtime.api.downloads import file_response
 from runtime.e2b.common import (
     HOME,
     WORKSPACE,
@@ -236,17 +237,7 @@ def router(e2b: E2BState) -> APIRouter:
     files = APIRouter(route_class=E2BRoute, include_in_schema=False)
 
     async def download(request: Request, path: str) -> Response:
-        sb = await sandbox_for(request, e2b)
-        it = sb.files.download(to_corral(path)).__aiter__()
-        first = await anext(it, b"")
-
-        async def body() -> AsyncIterator[bytes]:
-            if first:
-                yield first
-            async for chunk in it:
-                yield chunk
-
-        return StreamingResponse(body(), media_type="application/octet-stream")
+        return await file_response(await sandbox_for(request, e2b), to_corral(path))
 
     async def upload(request: Request) -> Response:
         sb = await sandbox_for(request, e2b)

@@ -18,6 +18,7 @@ from fastapi.responses import StreamingResponse
 
 from runtime.api.admission import check_ceilings, create_counted
 from runtime.api.deps import PrincipalDep, StateDep, TenantDep
+from runtime.api.downloads import file_response
 from runtime.api.hub import jsonable_result, sandbox_view
 from runtime.api.quotas import LeasedStreamingResponse
 from runtime.api.schemas import BrowserRequest, CreateSandbox, ExecRequest
@@ -166,18 +167,7 @@ async def upload_file(
 async def download_file(
     sandbox_id: str, path: str, state: StateDep, tenant: TenantDep
 ) -> StreamingResponse:
-    sb = await state.hub.connect(tenant, sandbox_id)
-    it = sb.files.download(path).__aiter__()
-    # Read the first chunk before answering, so a missing file is a 404 and not a cut stream.
-    first = await anext(it, b"")
-
-    async def body() -> AsyncIterator[bytes]:
-        if first:
-            yield first
-        async for chunk in it:
-            yield chunk
-
-    return StreamingResponse(body(), media_type="application/octet-stream")
+    return await file_response(await state.hub.connect(tenant, sandbox_id), path)
 
 
 @router.post("/{sandbox_id}/browser")

@@ -1,0 +1,24 @@
+"""A file from a sandbox as a streamed HTTP response (the sandboxes API and the E2B door)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from fastapi.responses import StreamingResponse
+
+from sandbox.api import Sandbox
+
+
+async def file_response(sb: Sandbox, path: str) -> StreamingResponse:
+    """Stream `path` (a workspace path) without loading it whole. The first chunk is read
+    before answering, so a missing file raises here (a 404) instead of cutting a stream."""
+    it = sb.files.download(path).__aiter__()
+    first = await anext(it, b"")
+
+    async def body() -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        async for chunk in it:
+            yield chunk
+
+    return StreamingResponse(body(), media_type="application/octet-stream")
