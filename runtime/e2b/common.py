@@ -10,6 +10,7 @@ the sandbox id and its owner under the server's E2B secret (see `E2BState.secret
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import os
@@ -124,6 +125,10 @@ def _stored_secret(path: Path) -> bytes:
     return value
 
 
+DEFAULT_USER = "user"
+"""E2B's default user; the only one a Corral sandbox has (uid 1000)."""
+
+
 class E2BError(Exception):
     """An error answered in E2B's shape `{"code": status, "message": ...}`."""
 
@@ -179,7 +184,28 @@ async def sandbox_for(request: Request, e2b: E2BState) -> Sandbox:
         raise Unauthorized("invalid or missing X-Access-Token for this sandbox")
     if rec.state == "paused":
         raise E2BError(503, f"sandbox {sandbox_id} is paused (Sandbox.connect resumes it)")
+    # envd's RPCs name the user in Basic auth, its file endpoints in `?username=`.
+    user = request.query_params.get("username") or basic_user(
+        request.headers.get("authorization", "")
+    )
+    if user not in (None, "", DEFAULT_USER):
+        raise E2BError(
+            400,
+            f"user {user!r}: commands and files run as the sandbox's one user, "
+            f"{DEFAULT_USER!r} (a Corral sandbox has no root)",
+        )
     return await state.hub.connect(rec.tenant, rec.id)
+
+
+def basic_user(authorization: str) -> str | None:
+    """The user name envd's `Authorization: Basic base64(user:)` header carries, if any."""
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        return base64.b64decode(value, validate=True).decode().partition(":")[0]
+    except (ValueError, UnicodeDecodeError):
+        return ""
 
 
 def to_corral(path: str, *, default: str = HOME) -> str:

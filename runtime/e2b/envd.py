@@ -1,7 +1,8 @@
 """envd over `E2B_SANDBOX_URL`: the Process and Filesystem Connect-RPC services and the plain
 `/files` upload/download, each call mapped onto the public `sandbox.Sandbox` API.
 
-Commands run as the sandbox's one non-root user whatever `user` asks; `/home/user` is the
+Commands run as the sandbox's one non-root user, E2B's `user` (another `user=` is refused in
+common.sandbox_for); `/home/user` is the
 workspace (paths are translated both ways). Commands with stdin run through `Sandbox.pipe`
 (stderr arrives at the end); `commands.connect` follows a running command from then on.
 PTY, streamed stdin and directory watches answer `unimplemented` naming the feature.

@@ -60,6 +60,17 @@ def test_commands(sb: Sandbox) -> None:
     assert exc.value.exit_code == 3
 
 
+def test_a_user_the_sandbox_does_not_have_is_refused(sb: Sandbox) -> None:
+    """No silent `user=` drop: `user` works, `root` is refused naming it (no root here)."""
+    assert sb.commands.run("id -u", user="user").stdout == "1000\n"
+    with pytest.raises(Exception, match="user 'root'") as refused:
+        sb.commands.run("id -u", user="root")
+    assert not isinstance(refused.value, CommandExitException)
+    with pytest.raises(Exception, match="user 'root'"):
+        sb.files.write("/home/user/as-root.txt", "x", user="root")
+    assert not sb.files.exists("/home/user/as-root.txt")
+
+
 def test_background(sb: Sandbox) -> None:
     h = sb.commands.run("sleep 30", background=True)
     assert any(p.pid == h.pid for p in sb.commands.list())
