@@ -136,6 +136,12 @@ def test_corral_fields_and_old_spelling(server: ServerThread) -> None:
     assert status == 400 and "colour" in message
     status, _ = refused(lambda: client.agents.create(description="no id"))
     assert status == 400
+    # A general agent's config is taken; one of Google's special agents is not dropped silently.
+    for kind in ("antigravity", "dynamic"):
+        made = httpx.post(base, json={"id": f"cfg-{kind}", "agent_config": {"type": kind}})
+        assert made.status_code == 200, made.text
+    other = httpx.post(base, json={"id": "dr", "agent_config": {"type": "deep-research"}})
+    assert other.status_code == 400 and "agent_config.type" in other.text
 
 
 def test_agents_async(server: ServerThread) -> None:

@@ -41,6 +41,8 @@ CODE_EXECUTION = ("exec", "python", "files")
 """What the SDK's `{"type": "code_execution"}` tool means in a Corral sandbox."""
 MERGED_FIELDS = ("limits", "resources", "generation", "browser")
 """Object fields that a `base_agent` extension merges key by key rather than replaces."""
+GENERAL_CONFIGS = ("antigravity", "dynamic")
+"""agent_config types that describe a general agent (the SDK's default is `antigravity`)."""
 SDK_FIELDS = ("id", "base_agent", "description", "system_instruction", "tools", "agent_config")
 SPEC_FIELDS = frozenset(AgentSpec.model_fields)
 MAX_PAGE = 1000
@@ -117,7 +119,13 @@ def overrides_of(body: Mapping[str, Any]) -> tuple[str, str | None, dict[str, An
     if not isinstance(config, Mapping):
         raise BadRequest("agent_config: expected an object")
     config = dict(config)
-    config.pop("type", None)  # `antigravity` (the SDK's default), `dynamic`, ...: one runtime
+    kind = config.pop("type", None)
+    if kind not in (None, *GENERAL_CONFIGS):
+        # deep-research, code-mender, ...: Google's own agents, whose fields Corral would drop
+        raise BadRequest(
+            f"agent_config.type: {kind!r} is not supported; Corral runs general agents "
+            f"({' or '.join(GENERAL_CONFIGS)})"
+        )
     max_total_tokens = config.pop("max_total_tokens", None)
     out.update(data)  # description and Corral's spec fields given beside the SDK's
     out.update(config)  # ... or inside agent_config
