@@ -22,13 +22,24 @@ from runtime.api.config import ApiConfig
 from runtime.api.deps import ApiState
 from runtime.api.docs import install_docs
 from runtime.api.errors import install_error_handlers
+from runtime.api.fleet import running_fleet
 from runtime.api.hub import SandboxHub
 from runtime.api.metrics import HttpMetrics, Metrics, note_route
 from runtime.api.openapi import install_openapi
 from runtime.api.quotas import Quotas
-from runtime.api.routes import agents, artifacts, health, interactions, sandboxes, webhooks
+from runtime.api.routes import (
+    agents,
+    artifacts,
+    console,
+    health,
+    interactions,
+    runs,
+    sandboxes,
+    webhooks,
+)
 from runtime.api.service import InteractionService
 from runtime.controller import Controller, open_controller
+from runtime.ids import new_id
 from runtime.mcp_server.http import McpEndpoint
 from runtime.recovery import recover
 from runtime.settings import Settings
@@ -70,6 +81,9 @@ def create_app(
             hub = SandboxHub(ctl.store, ctl.backend)
             stack.push_async_callback(hub.aclose)
             app.state.corral = ApiState(ctl, cfg, metrics, service, hub, secrets, worker, quotas)
+            # Several nodes on one PostgreSQL: events, cancels and sandbox calls cross nodes.
+            fleet = running_fleet(ctl, service, new_id("node"))
+            app.state.fleet = await stack.enter_async_context(fleet)
             await recover(ctl, restart=service.restart, finished=service.on_finished)
             await stack.enter_async_context(mcp.running())
             worker.start()
@@ -100,6 +114,9 @@ def create_app(
     app.include_router(sandboxes.router)
     app.include_router(webhooks.router)
     app.include_router(health.router)
+    app.include_router(runs.router)
+    app.include_router(console.router)  # the web console's pages and files
+    app.include_router(console.html_router)  # before E2B: its GET /sandboxes is for JSON
     for router in e2b.routers():  # the E2B front door (E2B_API_URL / E2B_SANDBOX_URL)
         app.include_router(router)
     app.router.routes.append(mcp.route)
@@ -110,11 +127,11 @@ def create_app(
 
 
 async def _reap(hub: SandboxHub, interval: float) -> None:
-    """Remove sandboxes idle past their TTL (run sandboxes kept for follow-ups included)."""
+    """Remove sandboxes idle past their TTL (run sandboxes kept for follow-ups included) and
+    keep the egress proxy up while sandboxes need it (SandboxHub.tend)."""
     while True:
         await asyncio.sleep(interval)
         try:
-            await hub.backend.reap_idle()
-            await hub.forget_missing()
+            await hub.tend()
         except SandboxError as exc:
             log.warning("reaper.failed", error=str(exc))
