@@ -5,6 +5,12 @@ and then published on the in-process `EventBus`. A subscriber replays from the s
 id it has seen and then follows live. Each live subscriber has a bounded queue: one that falls
 behind is not buffered without limit — it is marked lagging and catches up from the store, so a
 stalled client can never grow controller memory.
+
+Several nodes (`runtime.fleet`): a `Fanout` attached with `attach()` is told after every commit
+(it NOTIFYs the other nodes); events another node stored arrive as `wake(id)`, which sends the
+local subscribers of that interaction back to the store (the store is the one source, so ids
+stay contiguous). With `poll` set, a subscriber also re-reads the store after that many quiet
+seconds, so a lost notification costs at most `poll` seconds.
 """
 
 from __future__ import annotations
@@ -13,12 +19,20 @@ import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from runtime.store.base import EventRecord, Store
 
 TERMINAL_EVENT = "interaction.completed"
+CANCEL_REQUESTED = "cancel.requested"
+"""Corral's own event: a node that does not run the interaction recorded a cancel for it."""
 QUEUE_LIMIT = 256
+
+
+class Fanout(Protocol):
+    def published(self, interaction_id: str, last_event_id: int) -> None:
+        """Events up to `last_event_id` are committed (tell the other nodes; never blocks)."""
+        ...
 
 
 @dataclass(eq=False)  # identity semantics: subscribers live in a set
@@ -33,6 +47,13 @@ class EventBus:
         self.store = store
         self._subs: dict[str, set[_Subscriber]] = defaultdict(set)
         self._finished: set[str] = set()
+        self._fanout: Fanout | None = None
+        self.poll: float | None = None
+
+    def attach(self, fanout: Fanout | None, *, poll: float | None) -> None:
+        """Share events with other nodes through `fanout`; subscribers re-read the store after
+        `poll` quiet seconds (the safety net for a lost notification)."""
+        self._fanout, self.poll = fanout, poll
 
     async def emit(
         self, interaction_id: str, event_type: str, payload: dict[str, Any]
@@ -40,6 +61,8 @@ class EventBus:
         """Persist, then publish. Returns the stored record (with its event_id)."""
         rec = await self.store.append_event(interaction_id, event_type, payload)
         self.publish(rec)
+        if self._fanout is not None:
+            self._fanout.published(interaction_id, rec.event_id)
         return rec
 
     async def emit_many(
@@ -49,6 +72,8 @@ class EventBus:
         recs = await self.store.append_events(interaction_id, events)
         for rec in recs:
             self.publish(rec)
+        if self._fanout is not None and recs:
+            self._fanout.published(interaction_id, recs[-1].event_id)
         return recs
 
     def publish(self, rec: EventRecord) -> None:
@@ -60,6 +85,17 @@ class EventBus:
             except asyncio.QueueFull:
                 sub.lagging = True  # it will re-read from the store
             sub.wake.set()
+
+    def wake(self, interaction_id: str) -> None:
+        """Another node stored events for this interaction: local subscribers re-read."""
+        for sub in self._subs.get(interaction_id, ()):
+            sub.lagging = True
+            sub.wake.set()
+
+    def wake_all(self) -> None:
+        """Notifications may have been missed (the fan-out reconnected): everyone re-reads."""
+        for interaction_id in list(self._subs):
+            self.wake(interaction_id)
 
     def finish(self, interaction_id: str) -> None:
         """No more events will come for this interaction (wakes subscribers so they can end)."""
@@ -77,13 +113,14 @@ class EventBus:
         sub = _Subscriber()
         self._subs[interaction_id].add(sub)
         last = after
+        idle = 0.0  # quiet seconds since the last event or keep-alive (when polling)
         try:
             while True:
                 # Catch up from the store (first pass, and whenever we fell behind).
                 sub.lagging = False
                 _drain(sub.queue)
                 for rec in await self.store.list_events(interaction_id, after=last):
-                    last = rec.event_id
+                    last, idle = rec.event_id, 0.0
                     yield rec
                     if rec.event_type == TERMINAL_EVENT:
                         return
@@ -94,10 +131,18 @@ class EventBus:
                         sub.wake.clear()
                         if interaction_id in self._finished:
                             break
+                        wait = _wait(heartbeat, self.poll)
                         try:
-                            await asyncio.wait_for(sub.wake.wait(), heartbeat)
+                            await asyncio.wait_for(sub.wake.wait(), wait)
                         except TimeoutError:
-                            yield None
+                            if self.poll is None:
+                                yield None
+                                continue
+                            idle += wait or 0.0
+                            if heartbeat is not None and idle >= heartbeat:
+                                idle = 0.0
+                                yield None
+                            sub.lagging = True  # poll: a notification may have been lost
                         continue
                     rec = sub.queue.get_nowait()
                     if rec.event_id <= last:
@@ -105,7 +150,7 @@ class EventBus:
                     if rec.event_id != last + 1:
                         sub.lagging = True  # a gap: re-read from the store
                         break
-                    last = rec.event_id
+                    last, idle = rec.event_id, 0.0
                     yield rec
                     if rec.event_type == TERMINAL_EVENT:
                         return
@@ -122,6 +167,13 @@ class EventBus:
 
     def subscriber_count(self, interaction_id: str) -> int:
         return len(self._subs.get(interaction_id, ()))
+
+
+def _wait(heartbeat: float | None, poll: float | None) -> float | None:
+    """How long a subscriber sleeps before its next keep-alive or poll, whichever is first."""
+    if poll is None:
+        return heartbeat
+    return poll if heartbeat is None else min(poll, heartbeat)
 
 
 def _drain(q: asyncio.Queue[EventRecord]) -> None:

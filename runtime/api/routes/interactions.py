@@ -13,6 +13,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from runtime.api.deps import PrincipalDep, StateDep, TenantDep
+from runtime.api.fleet import get_fleet, unfinished
 from runtime.api.schemas import CreateInteraction
 from runtime.api.service import Created
 from runtime.api.sse import (
@@ -82,11 +83,14 @@ async def get_interaction(
 
 @router.post("/interactions/{interaction_id}/cancel")
 async def cancel_interaction(
-    interaction_id: str, state: StateDep, tenant: TenantDep
+    interaction_id: str, state: StateDep, tenant: TenantDep, request: Request
 ) -> dict[str, Any]:
     """Stop a running interaction (its status becomes `cancelled`); a finished one is returned
-    unchanged."""
+    unchanged. A run executing on another node is cancelled there (`runtime.api.fleet`)."""
     rec = await state.service.cancel(tenant, interaction_id)
+    fleet = get_fleet(request)
+    if fleet is not None and unfinished(rec):
+        rec = await fleet.cancel_elsewhere(rec)
     return await state.service.view(state.ctl.store, rec)
 
 

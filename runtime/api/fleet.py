@@ -1,0 +1,144 @@
+"""The API server's part in a fleet of nodes on one PostgreSQL (nothing on SQLite).
+
+`running_fleet(ctl, service, node)` is entered by the app's lifespan. On PostgreSQL it opens
+the node's LISTEN/NOTIFY connection (`runtime.fleet.notify`), attaches it to the event bus
+(events stored here are announced, events stored elsewhere wake local subscribers, which also
+poll the store every `POLL_SECONDS`), and watches for cancel requests aimed at runs this node
+executes. On SQLite it yields None and nothing changes.
+
+Cancel from any node: a node asked to cancel a run it does not execute records the request
+durably (a `cancel.requested` event, a Corral event that stock SDK streams skip), NOTIFYs it,
+and waits up to `CANCEL_WAIT` seconds for the run to end. The owner stops the run the way a
+local cancel does, on the notification or, if that was lost, at its next poll. A run whose
+owner died keeps the request: whichever node takes it over finds it at its first poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import structlog
+from fastapi import Request
+
+from runtime.api.service import FINAL_STATUSES, InteractionService
+from runtime.controller import Controller
+from runtime.errors import CorralError
+from runtime.events import CANCEL_REQUESTED, TERMINAL_EVENT
+from runtime.fleet import queries
+from runtime.fleet.notify import PgFanout, asyncpg_dsn
+from runtime.store.base import InteractionRecord
+
+log = structlog.get_logger("corral.fleet")
+
+POLL_SECONDS = 1.0
+"""Longest delay before a node sees another node's events or a cancel request it missed."""
+CANCEL_WAIT = 30.0
+"""How long a cancel on a non-owning node waits for the owner to end the run."""
+
+
+@dataclass(eq=False)
+class Fleet:
+    node: str
+    ctl: Controller
+    service: InteractionService
+    fanout: PgFanout
+    _cancelling: set[str] = field(default_factory=set)
+    _look: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def cancel_elsewhere(self, rec: InteractionRecord) -> InteractionRecord:
+        """Ask the node running `rec` to cancel it; the record once it ended (or, if the
+        owner does not answer within `CANCEL_WAIT`, as it is: the request stays recorded)."""
+        ev = await self.ctl.bus.emit(rec.id, CANCEL_REQUESTED, {"node": self.node})
+        self.fanout.cancel(rec.id)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CANCEL_WAIT):
+                async for got in self.ctl.bus.subscribe(rec.id, after=ev.event_id):
+                    if got is not None and got.event_type == TERMINAL_EVENT:
+                        break
+        return await self.ctl.store.get_interaction(rec.tenant, rec.id)
+
+    def local_runs(self) -> set[str]:
+        return set(self.ctl.runner.tasks) | set(self.service.model_tasks)
+
+    async def watch_cancels(self) -> None:
+        """Cancel local runs that another node recorded a cancel for (on notice, or polled)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._look.wait(), POLL_SECONDS)
+            self._look.clear()
+            local = self.local_runs() - self._cancelling
+            if not local:
+                continue
+            try:
+                wanted = await queries.cancel_requests(self.ctl.store, local)
+            except CorralError as exc:  # the database is away: try again at the next poll
+                log.warning("fleet.cancel_poll_failed", error=str(exc))
+                continue
+            for iid, tenant in wanted:
+                self._cancelling.add(iid)
+                task = asyncio.create_task(self._cancel(tenant, iid), name=f"cancel-{iid}")
+                self._tasks.add(task)  # held until done (the loop keeps only weak references)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _cancel(self, tenant: str, interaction_id: str) -> None:
+        log.info("fleet.cancel", interaction=interaction_id)
+        try:
+            await self.service.cancel(tenant, interaction_id)
+        except CorralError as exc:
+            log.warning("fleet.cancel_failed", interaction=interaction_id, error=str(exc))
+        finally:
+            self._cancelling.discard(interaction_id)
+
+    def look(self, interaction_id: str | None = None) -> None:
+        if interaction_id is None or interaction_id in self.local_runs():
+            self._look.set()
+
+    def reconnected(self) -> None:
+        self.ctl.bus.wake_all()
+        self.look()
+
+
+@asynccontextmanager
+async def running_fleet(
+    ctl: Controller, service: InteractionService, node: str
+) -> AsyncIterator[Fleet | None]:
+    """The node's fleet links while the server runs; None on a database that is not shared."""
+    dsn = asyncpg_dsn(ctl.settings.db_url)
+    if dsn is None:
+        yield None
+        return
+    holder: list[Fleet] = []
+    fanout = PgFanout(
+        dsn,
+        origin=node,
+        on_events=ctl.bus.wake,
+        on_cancel=lambda iid: holder[0].look(iid) if holder else None,
+        on_reconnect=lambda: holder[0].reconnected() if holder else None,
+    )
+    fleet = Fleet(node, ctl, service, fanout)
+    holder.append(fleet)
+    await fanout.start()
+    ctl.bus.attach(fanout, poll=POLL_SECONDS)
+    watcher = asyncio.create_task(fleet.watch_cancels(), name="fleet-cancels")
+    try:
+        yield fleet
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        ctl.bus.attach(None, poll=None)
+        await fanout.aclose()
+
+
+def get_fleet(request: Request) -> Fleet | None:
+    fleet: Fleet | None = getattr(request.app.state, "fleet", None)
+    return fleet
+
+
+def unfinished(rec: InteractionRecord) -> bool:
+    return rec.status not in FINAL_STATUSES
