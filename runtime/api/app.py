@@ -23,7 +23,6 @@ from runtime.api.deps import ApiState
 from runtime.api.docs import install_docs
 from runtime.api.errors import install_error_handlers
 from runtime.api.fleet import running_fleet
-from runtime.api.fleet import running_fleet
 from runtime.api.hub import SandboxHub
 from runtime.api.metrics import HttpMetrics, Metrics, note_route
 from runtime.api.openapi import install_openapi
@@ -40,7 +39,6 @@ from runtime.api.routes import (
 )
 from runtime.api.service import InteractionService
 from runtime.controller import Controller, open_controller
-from runtime.ids import new_id
 from runtime.ids import new_id
 from runtime.mcp_server.http import McpEndpoint
 from runtime.recovery import recover
@@ -83,9 +81,6 @@ def create_app(
             hub = SandboxHub(ctl.store, ctl.backend)
             stack.push_async_callback(hub.aclose)
             app.state.corral = ApiState(ctl, cfg, metrics, service, hub, secrets, worker, quotas)
-            # Several nodes on one PostgreSQL: events, cancels and sandbox calls cross nodes.
-            fleet = running_fleet(ctl, service, new_id("node"))
-            app.state.fleet = await stack.enter_async_context(fleet)
             # Several nodes on one PostgreSQL: events, cancels and sandbox calls cross nodes.
             fleet = running_fleet(ctl, service, new_id("node"))
             app.state.fleet = await stack.enter_async_context(fleet)
