@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 from sandbox.backends.base import Backend, SandboxHandle, SandboxStatus
 from sandbox.browser import Browser
 from sandbox.errors import ConnectionLost, SandboxDied, SandboxError
+from sandbox.interp import Interpreter
 from sandbox.rpc import RpcClient
 from sandbox.rpc.client import ProcessPipe
 from sandbox.spec import SandboxSpec
@@ -90,6 +91,8 @@ class Sandbox:
         self.files = Files(self)
         self.browser = Browser(self)
         """The sandbox's headless Chromium (image corral/browser); see sandbox/browser.py."""
+        self.interpreter = Interpreter(rpc, self._call)
+        """Named Python contexts with streamed output and rich results; see sandbox/interp.py."""
         self.env: dict[str, str] = dict(env or {})
         """Per-run environment applied to every exec (how pooled sandboxes get run env)."""
         self._owns_backend = owns_backend

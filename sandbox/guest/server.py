@@ -30,6 +30,8 @@ from .errors import (
 )
 from .execs import base_env, follow, oom_count, resolve_cwd, run_exec
 from .fdio import reap_later
+from .interp import HANDLERS as INTERP_HANDLERS
+from .interp import Interpreters
 from .paths import Workspace
 from .prelude import Handover
 from .procs import ProcessTable, run_pipe
@@ -70,6 +72,7 @@ class Guest:
         self.token = token
         self.procs = ProcessTable()
         self.python = PythonSession(self.ws.root, self.env)
+        self.interp = Interpreters(self.ws.root, self.env)
         self.browser = BrowserSession(self.ws, self.env)
         self.connections: set[Connection] = set()
 
@@ -81,6 +84,7 @@ class Guest:
             conn.channel.close()
         self.procs.close()
         self.python.close()
+        self.interp.close()
         self.browser.close()
 
 
@@ -407,6 +411,7 @@ HANDLERS: dict[str, Handler] = {
     "download": _download,
     "upload": _upload,
     "tar": _tar,
+    **INTERP_HANDLERS,  # the code interpreter's contexts (interp.py)
 }
 
 

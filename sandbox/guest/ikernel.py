@@ -1,0 +1,300 @@
+"""The code interpreter's kernel: one namespace, cells in order, Jupyter-style rich results.
+
+Standalone script (standard library only; matplotlib is used when the image has it) started
+by `interp.py` as ``python3 ikernel.py REQUEST_FD EVENT_FD``. Both pipes carry messages of a
+4-byte big-endian length + a JSON object:
+
+    request  {"code": str, "env": {name: value}}         env is set for this cell only
+    event    {"t": "display", "data": bundle}            display(...), plt.show(), open figures
+    event    {"t": "done", "result": bundle | None,      the trailing expression's value
+              "error": {"name", "value", "traceback"} | None, "count": int}
+
+A bundle maps MIME types to data (``text/plain`` always; ``image/png`` base64; ...), built
+from the object's ``_repr_*_`` methods as IPython does. The cell's own stdout/stderr are the
+process's fds 1 and 2 (line-buffered, so lines stream while the cell runs); both are flushed
+before each event, so the guest can keep their order. A SIGINT while a cell runs becomes
+KeyboardInterrupt in the cell; between cells it is ignored (the framing stays intact).
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import builtins
+import contextlib
+import importlib.abc
+import importlib.machinery
+import io
+import json
+import os
+import signal
+import struct
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+_LEN = struct.Struct("!I")
+TEXT_MAX = 64 << 10
+"""``text/plain`` (a repr) is cut here."""
+ITEM_MAX = 8 << 20
+"""Any other representation larger than this is left out (and the text says so)."""
+
+FORMATS = (
+    ("text/html", "_repr_html_"),
+    ("text/markdown", "_repr_markdown_"),
+    ("image/svg+xml", "_repr_svg_"),
+    ("image/png", "_repr_png_"),
+    ("image/jpeg", "_repr_jpeg_"),
+    ("application/pdf", "_repr_pdf_"),
+    ("text/latex", "_repr_latex_"),
+    ("application/json", "_repr_json_"),
+    ("application/javascript", "_repr_javascript_"),
+)
+BINARY = {"image/png", "image/jpeg", "application/pdf"}
+
+_busy = [False]
+_event_fd = [-1]
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    if _busy[0]:
+        raise KeyboardInterrupt
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    parts = []
+    while n:
+        chunk = os.read(fd, n)
+        if not chunk:
+            return None
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
+
+
+def _flush_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # the cell may have closed or replaced it
+            stream.flush()
+
+
+def _send(message: dict[str, Any]) -> None:
+    _flush_streams()
+    raw = json.dumps(message).encode()
+    view = memoryview(_LEN.pack(len(raw)) + raw)
+    while view:
+        view = view[os.write(_event_fd[0], view) :]
+
+
+# -- rich representations ---------------------------------------------------------------------
+def _encode(mime: str, value: Any) -> Any:
+    """A representation as JSON can carry it, or None to leave it out."""
+    if isinstance(value, tuple) and len(value) == 2:  # (data, metadata), as IPython allows
+        value = value[0]
+    if value is None:
+        return None
+    if mime in BINARY:
+        if isinstance(value, bytes | bytearray | memoryview):
+            return base64.b64encode(bytes(value)).decode()
+        return value if isinstance(value, str) else None
+    if mime == "application/json":
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                value = json.loads(value)
+        return value if isinstance(value, dict | list) else None
+    return value if isinstance(value, str) else None
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, str) else len(json.dumps(value))
+
+
+def bundle(obj: Any) -> dict[str, Any]:
+    """The MIME bundle of `obj`: its repr plus every ``_repr_*_`` it answers (IPython's rules:
+    a method that raises or returns None adds nothing; classes are shown by repr only)."""
+    data: dict[str, Any] = {}
+    dropped: list[str] = []
+    if _is_figure(obj):
+        data["image/png"] = _figure_png(obj)
+    elif not isinstance(obj, type):
+        found: list[tuple[str, Any]] = []
+        mimebundle = getattr(obj, "_repr_mimebundle_", None)
+        if callable(mimebundle):
+            with contextlib.suppress(Exception):
+                got = mimebundle(include=None, exclude=None)
+                got = got[0] if isinstance(got, tuple) else got
+                if isinstance(got, dict):
+                    found += [(str(k), v) for k, v in got.items()]
+        for mime, name in FORMATS:
+            method = getattr(obj, name, None)
+            if callable(method) and not any(m == mime for m, _ in found):
+                with contextlib.suppress(Exception):
+                    found.append((mime, method()))
+        for mime, raw in found:
+            if mime == "text/plain":
+                continue
+            value = _encode(mime, raw)
+            if value is None:
+                continue
+            if _size(value) > ITEM_MAX:
+                dropped.append(f"{mime} ({_size(value)} bytes)")
+                continue
+            data[mime] = value
+    try:
+        text = repr(obj)
+    except Exception as exc:
+        text = f"<repr failed: {type(exc).__name__}: {exc}>"
+    if len(text) > TEXT_MAX:
+        text = text[:TEXT_MAX] + "...[truncated]"
+    if dropped:
+        text += f"\n[corral: left out {', '.join(dropped)}: over {ITEM_MAX} bytes]"
+    data["text/plain"] = text
+    return data
+
+
+def display(*objs: Any, **kwargs: Any) -> None:
+    """Jupyter's `display`: each object becomes a result of the cell while it runs."""
+    for obj in objs:
+        _send({"t": "display", "data": bundle(obj)})
+
+
+# -- matplotlib ------------------------------------------------------------------------------
+def _is_figure(obj: Any) -> bool:
+    mod = sys.modules.get("matplotlib.figure")
+    return mod is not None and isinstance(obj, mod.Figure)
+
+
+def _figure_png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None:
+        plt.close(fig)  # shown once, like Jupyter's inline backend
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def flush_figures() -> None:
+    """Every open pyplot figure becomes a display result (PNG), then is closed."""
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is None:
+        return
+    for num in list(plt.get_fignums()):
+        fig = plt.figure(num)
+        with contextlib.suppress(Exception):
+            display(fig)
+        plt.close(fig)
+
+
+def _show(*args: Any, **kwargs: Any) -> None:
+    flush_figures()
+
+
+class _PyplotHook(importlib.abc.MetaPathFinder):
+    """Replaces `pyplot.show` as pyplot is imported, so `plt.show()` shows the figures
+    (as a PNG result) where it is called; the Agg backend would only warn."""
+
+    def find_spec(
+        self, name: str, path: Sequence[str] | None, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if name != "matplotlib.pyplot":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        loader = spec.loader if spec is not None else None
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        inner: Callable[[Any], None] = loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            inner(module)
+            module.show = _show
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+# -- cells -----------------------------------------------------------------------------------
+def _error(exc: BaseException) -> dict[str, str]:
+    # The traceback shows the cell's frames, not this file's (run_cell, the SIGINT handler).
+    te = traceback.TracebackException.from_exception(exc)
+    te.stack = traceback.StackSummary.from_list(
+        [f for f in te.stack if f.filename != os.path.abspath(__file__)]
+    )
+    return {"name": type(exc).__name__, "value": str(exc), "traceback": "".join(te.format())}
+
+
+def _set_env(env: dict[str, str]) -> dict[str, str | None]:
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    return old
+
+
+def _restore_env(old: dict[str, str | None]) -> None:
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def run_cell(code: str, ns: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
+    try:
+        tree = ast.parse(code, "<cell>", "exec")
+    except SyntaxError as exc:
+        tb = "".join(traceback.format_exception_only(exc))
+        return None, {"name": "SyntaxError", "value": str(exc), "traceback": tb}
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body[-1].value)
+        tree.body.pop()
+    try:
+        _busy[0] = True
+        try:
+            exec(compile(tree, "<cell>", "exec"), ns)
+            value = eval(compile(last, "<cell>", "eval"), ns) if last is not None else None
+        finally:
+            _busy[0] = False
+        result = None
+        if value is not None:
+            ns["_"] = value
+            result = bundle(value)
+        flush_figures()
+    except BaseException as exc:  # the cell's error (even SystemExit) is its result
+        return None, _error(exc)
+    return result, None
+
+
+def main() -> None:
+    req_fd, _event_fd[0] = int(sys.argv[1]), int(sys.argv[2])
+    signal.signal(signal.SIGINT, _on_sigint)
+    # Lines reach the guest as they are printed, not when a block buffer fills.
+    with contextlib.suppress(Exception):
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    os.environ.setdefault("MPLCONFIGDIR", f"/tmp/.matplotlib-{os.getuid()}")
+    sys.meta_path.insert(0, _PyplotHook())
+    builtins.display = display  # type: ignore[attr-defined]
+    sys.path[0] = ""  # import from the working directory, like a notebook
+    ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+    count = 0
+    while True:
+        head = _read_exact(req_fd, _LEN.size)
+        if head is None:
+            return
+        body = _read_exact(req_fd, _LEN.unpack(head)[0])
+        if body is None:
+            return
+        request = json.loads(body)
+        count += 1
+        old = _set_env(request.get("env") or {})
+        try:
+            result, error = run_cell(request["code"], ns)
+        except KeyboardInterrupt as exc:  # arrived just outside the cell's own frame
+            result, error = None, _error(exc)
+        finally:
+            _restore_env(old)
+        _send({"t": "done", "result": result, "error": error, "count": count})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+# ruff: noqa: F811 - the guest fixtures are imported from test_rpc_support by name
+"""The code interpreter's contexts (sandbox/guest/interp.py) on a guest subprocess, through
+`sandbox.interp.Interpreter`: streaming, rich results, contexts, env, timeouts, hostile cells."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+import pytest
+
+from sandbox.errors import FileNotFound, InvalidArgument, LimitExceeded
+from sandbox.guest.interp import MAX_CONTEXTS, OUTPUT_MAX
+from sandbox.interp import Interpreter
+from sandbox.rpc import RpcClient
+from tests.sandbox.test_rpc_support import (  # noqa: F401 - fixtures
+    GuestProcess,
+    client,
+    guest,
+    guest_root,
+)
+
+PNG = b"\x89PNG\r\n\x1a\n-not-really-a-png"
+
+
+async def test_output_streams_while_the_cell_runs(client: RpcClient, guest: GuestProcess) -> None:
+    # The cell waits for a file that only our callback creates when it sees the first line:
+    # it can end only if that line reached us while the cell was still running.
+    go = guest.workspace / "go"
+    seen: list[tuple[str, Any]] = []
+
+    def on_output(kind: str, data: Any) -> None:
+        seen.append((kind, data))
+        if data == "first\n":
+            go.write_text("1")
+
+    cell = await Interpreter(client).run(
+        "import os, time\nprint('first')\n"
+        "while not os.path.exists('go'):\n    time.sleep(0.01)\nprint('second')\n7",
+        on_output=on_output,
+        timeout=60,  # a hang guard: without streaming the cell would wait forever
+    )
+    assert cell.error is None and not cell.timed_out
+    assert seen == [("stdout", "first\n"), ("stdout", "second\n"), ("result", cell.result)]
+    assert cell.result == {"text/plain": "7"}
+
+
+async def test_rich_results_follow_ipython_repr_methods(client: RpcClient) -> None:
+    seen: list[tuple[str, Any]] = []
+    cell = await Interpreter(client).run(
+        f"""
+class Chart:
+    def _repr_png_(self): return {PNG!r}
+    def _repr_html_(self): return '<b>hi</b>'
+    def _repr_markdown_(self): return '**hi**'
+    def _repr_svg_(self): return '<svg/>'
+    def _repr_json_(self): return {{'a': 1}}
+    def _repr_latex_(self): return '$x$'
+    def __repr__(self): return 'Chart()'
+class Broken:
+    def _repr_html_(self): raise RuntimeError('no')
+    def __repr__(self): return 'Broken()'
+display(Broken())
+print('between')
+Chart()
+""",
+        on_output=lambda kind, data: seen.append((kind, data)),
+    )
+    assert cell.error is None
+    assert cell.result == {
+        "image/png": base64.b64encode(PNG).decode(),
+        "text/html": "<b>hi</b>",
+        "text/markdown": "**hi**",
+        "image/svg+xml": "<svg/>",
+        "application/json": {"a": 1},
+        "text/latex": "$x$",
+        "text/plain": "Chart()",
+    }
+    # display() results come while the cell runs, in order with its output
+    assert seen == [
+        ("display", {"text/plain": "Broken()"}),
+        ("stdout", "between\n"),
+        ("result", cell.result),
+    ]
+
+
+async def test_contexts_are_separate_namespaces(client: RpcClient, guest: GuestProcess) -> None:
+    interp = Interpreter(client)
+    (guest.workspace / "sub").mkdir()
+    a = await interp.create(cwd="sub")
+    assert (a.language, a.cwd) == ("python", str(guest.workspace / "sub"))
+    await interp.run("x = 'default'")
+    await interp.run("x = 'a'\nimport os", context=a.id)
+    assert (await interp.run("x")).result == {"text/plain": "'default'"}
+    assert (await interp.run("x, os.getcwd()", context=a.id)).result == {
+        "text/plain": repr(("a", str(guest.workspace / "sub")))
+    }
+    assert {c.id for c in await interp.list()} == {"default", a.id}
+    await interp.restart(a.id)
+    assert (await interp.run("x", context=a.id)).error.name == "NameError"  # type: ignore[union-attr]
+    await interp.remove(a.id)
+    with pytest.raises(FileNotFound, match="not found"):
+        await interp.run("1", context=a.id)
+    with pytest.raises(InvalidArgument, match="cannot be removed"):
+        await interp.remove("default")
+    with pytest.raises(InvalidArgument, match="'r' is not supported"):
+        await interp.create(language="r")
+
+
+async def test_context_limit(client: RpcClient) -> None:
+    # Hostile: a caller asking for 10k contexts gets a clear refusal at the limit.
+    interp = Interpreter(client)
+    made = 1  # default
+    with pytest.raises(LimitExceeded, match=f"at most {MAX_CONTEXTS}"):
+        for _ in range(10_000):
+            await interp.create()
+            made += 1
+    assert made == MAX_CONTEXTS
+    assert (await interp.run("1 + 1")).result == {"text/plain": "2"}
+
+
+async def test_env_is_set_for_one_cell(client: RpcClient) -> None:
+    interp = Interpreter(client)
+    code = "import os, subprocess\n(os.environ.get('FOO'), subprocess.getoutput('echo $FOO'))"
+    assert (await interp.run(code, env={"FOO": "bar"})).result == {"text/plain": "('bar', 'bar')"}
+    assert (await interp.run(code)).result == {"text/plain": "(None, '')"}
+
+
+async def test_timeout_interrupts_and_keeps_the_namespace(client: RpcClient) -> None:
+    interp = Interpreter(client)
+    await interp.run("kept = 1")
+    cell = await interp.run("while True: pass", timeout=0.5)
+    assert cell.timed_out and not cell.restarted
+    assert cell.error is not None and cell.error.name == "KeyboardInterrupt"
+    assert "ikernel" not in cell.error.traceback and 'File "<cell>"' in cell.error.traceback
+    assert (await interp.run("kept")).result == {"text/plain": "1"}
+    # a cell that ignores SIGINT is killed: the namespace is lost, and said so
+    cell = await interp.run(
+        "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass",
+        timeout=0.5,
+    )
+    assert cell.timed_out and cell.restarted and cell.error.name == "TimeoutError"  # type: ignore[union-attr]
+    assert (await interp.run("kept")).error.name == "NameError"  # type: ignore[union-attr]
+
+
+async def test_cancelled_cell_is_stopped_before_the_next(client: RpcClient) -> None:
+    # The caller going away (an HTTP client disconnecting) interrupts the cell; the next cell
+    # of the context waits for it to stop, so it cannot still be running.
+    interp = Interpreter(client)
+    started = asyncio.Event()
+    task = asyncio.ensure_future(
+        interp.run(
+            "n = 0\nprint('go', flush=True)\nwhile True: n += 1",
+            on_output=lambda kind, data: started.set(),
+        )
+    )
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    a = (await interp.run("n")).result
+    b = (await interp.run("n")).result
+    assert a == b and a is not None and a["text/plain"] != "0"
+
+
+async def test_hostile_cells(client: RpcClient) -> None:
+    interp = Interpreter(client)
+    # 100 MB of output: forwarded up to the cap, then a note; the session goes on
+    got = {"stdout": 0, "stderr": ""}
+
+    def count(kind: str, data: Any) -> None:
+        if kind == "stdout":
+            got["stdout"] += len(data)
+        elif kind == "stderr":
+            got["stderr"] += data
+
+    cell = await interp.run(
+        "import sys\nfor _ in range(100):\n    sys.stdout.write('x' * (1 << 20))\n1",
+        on_output=count,
+    )
+    assert cell.error is None and cell.result == {"text/plain": "1"}
+    assert got["stdout"] == OUTPUT_MAX
+    assert f"{100 * (1 << 20) - OUTPUT_MAX} more bytes of stdout dropped" in got["stderr"]
+    # the kernel dies: the cell says so, the next one starts fresh
+    await interp.run("x = 1")
+    cell = await interp.run("import os\nos._exit(3)")
+    assert cell.restarted and cell.error is not None and cell.error.name == "KernelDied"
+    assert "status 3" in cell.error.value
+    assert (await interp.run("x")).error.name == "NameError"  # type: ignore[union-attr]
+    # the cell forges kernel events on the event pipe: the kernel is dropped, the guest is fine
+    cell = await interp.run(
+        "import os, sys\nos.write(int(sys.argv[2]), b'\\xff\\xff\\xff\\xff garbage')"
+    )
+    assert cell.restarted and cell.error is not None and cell.error.name == "KernelDied"
+    cell = await interp.run("import os, sys\nos.write(int(sys.argv[2]), b'\\0\\0\\0\\x02{}')")
+    assert cell.restarted and cell.error is not None and "unexpected event" in cell.error.value
+    assert (await interp.run("2 * 21")).result == {"text/plain": "42"}
