@@ -41,6 +41,11 @@ class InteractionRecord:
     store: bool = True
     last_event_id: int = 0
     """Highest event id appended so far (maintained by the store; ignored on create)."""
+    owner_node: str | None = None
+    """The node holding the run's lease (None: nobody runs it, or a single-node store)."""
+    lease_expires_at: datetime | None = None
+    lease_epoch: int = 0
+    """Bumped by every claim; a step write carrying an older epoch is refused (fencing)."""
 
 
 @dataclass
@@ -91,6 +96,23 @@ class SandboxRecord:
     state: str = "running"
     created: datetime = field(default_factory=utcnow)
     last_used: datetime = field(default_factory=utcnow)
+    node: str | None = None
+    """The node whose engine runs it (None: recorded by a node without an id)."""
+
+
+@dataclass
+class NodeRecord:
+    """One `corral serve` process sharing the database."""
+
+    id: str
+    url: str
+    """Where other nodes reach its HTTP API (forwarded sandbox calls)."""
+    started_at: datetime = field(default_factory=utcnow)
+    heartbeat_at: datetime = field(default_factory=utcnow)
+    draining: bool = False
+    """Draining nodes claim no new runs."""
+    capacity: int = 0
+    """How many runs it executes at once."""
 
 
 @dataclass

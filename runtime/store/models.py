@@ -2,8 +2,9 @@
 
 No foreign keys: deletes cascade explicitly in `SqlStore.delete_interaction`, which keeps the
 behaviour identical on SQLite (where FK enforcement is a per-connection pragma) and PostgreSQL.
-Bump `SCHEMA_VERSION` whenever a table changes; there is no migration tool yet, so an older
-database is refused with a clear message rather than used half-compatible.
+Every change to a table here comes with an Alembic revision in `runtime/store/migrations/versions`
+(applied at startup by `runtime.store.migrate`); a test checks that the migrated schema equals
+these models on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
-
-SCHEMA_VERSION = 1
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -47,6 +46,8 @@ class Base(DeclarativeBase):
 
 
 class SchemaVersionRow(Base):
+    """Kept for releases from before migrations: they refuse a version other than 1."""
+
     __tablename__ = "schema_version"
 
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -54,7 +55,10 @@ class SchemaVersionRow(Base):
 
 class InteractionRow(Base):
     __tablename__ = "interactions"
-    __table_args__ = (Index("ix_interactions_tenant_created", "tenant", "created"),)
+    __table_args__ = (
+        Index("ix_interactions_tenant_created", "tenant", "created"),
+        Index("ix_interactions_status_lease", "status", "lease_expires_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(128))
@@ -75,6 +79,11 @@ class InteractionRow(Base):
     # The per-interaction event counter: incremented under the row lock by every append, which
     # is what makes event ids gap-free and monotonic across processes.
     last_event_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The run's lease (runtime/fleet/leases.py): the node running it and until when; the epoch
+    # grows with every claim and fences step writes of an owner that lost the lease.
+    owner_node: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+    lease_epoch: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
 
 
 class EventRow(Base):
@@ -122,7 +131,7 @@ class IdempotencyRow(Base):
 
 class SandboxRow(Base):
     __tablename__ = "sandboxes"
-    __table_args__ = (Index("ix_sandboxes_tenant", "tenant"),)
+    __table_args__ = (Index("ix_sandboxes_tenant", "tenant"), Index("ix_sandboxes_node", "node"))
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(128))
@@ -132,6 +141,22 @@ class SandboxRow(Base):
     state: Mapped[str] = mapped_column(String(32))
     created: Mapped[datetime]
     last_used: Mapped[datetime]
+    # The node whose Docker engine runs it; None before the fleet (one node owned everything).
+    node: Mapped[str | None] = mapped_column(String(64))
+
+
+class NodeRow(Base):
+    """One `corral serve` process sharing this database (runtime/fleet/node.py)."""
+
+    __tablename__ = "nodes"
+    __table_args__ = (Index("ix_nodes_heartbeat", "heartbeat_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    draining: Mapped[bool]
+    capacity: Mapped[int] = mapped_column(Integer)
 
 
 class WebhookDeliveryRow(Base):

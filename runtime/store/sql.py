@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from runtime.errors import ConfigError, Conflict, NotFound, StorageFull, StoreUnavailable
+from runtime.errors import Conflict, NotFound, StorageFull, StoreUnavailable
 from runtime.settings import Settings
 from runtime.store.base import (
     AgentRecord,
@@ -41,8 +41,8 @@ from runtime.store.base import (
     utcnow,
 )
 from runtime.store.engines import TxRunner, open_runner
+from runtime.store.migrate import upgrade
 from runtime.store.models import (
-    SCHEMA_VERSION,
     AgentRow,
     ArtifactRow,
     Base,
@@ -50,7 +50,6 @@ from runtime.store.models import (
     IdempotencyRow,
     InteractionRow,
     SandboxRow,
-    SchemaVersionRow,
     WebhookDeliveryRow,
 )
 
@@ -64,6 +63,10 @@ _INTERACTION_MUTABLE = frozenset(f.name for f in dataclasses.fields(InteractionR
     "created",
     "updated",
     "last_event_id",
+    # Leases change only through the lease methods, which check the epoch.
+    "owner_node",
+    "lease_expires_at",
+    "lease_epoch",
 }
 _WEBHOOK_MUTABLE = frozenset({"status", "attempts", "next_attempt_at", "last_error", "payload"})
 
@@ -98,10 +101,10 @@ class SqlStore:
 
     @classmethod
     async def open(cls, url: str) -> SqlStore:
-        """Connect, create missing tables and check the schema version."""
+        """Connect and bring the schema to this release's head (`runtime.store.migrate`)."""
         store = cls(open_runner(url))
         try:
-            await store._write(_create_schema)
+            await store._write(upgrade)
         except BaseException:
             await store.aclose()
             raise
@@ -412,18 +415,6 @@ def _rowcount(conn: Connection, stmt: Any) -> int:
 
 def _all_rows(conn: Connection, stmt: Any) -> list[Any]:
     return list(conn.execute(stmt).all())
-
-
-def _create_schema(conn: Connection) -> None:
-    Base.metadata.create_all(conn)
-    found = conn.execute(select(SchemaVersionRow.version)).scalars().all()
-    if not found:
-        conn.execute(insert(SchemaVersionRow).values(version=SCHEMA_VERSION))
-    elif max(found) != SCHEMA_VERSION:
-        raise ConfigError(
-            f"database schema version {max(found)} does not match this Corral's "
-            f"({SCHEMA_VERSION}); use a new database (CORRAL_DATABASE_URL or CORRAL_HOME)"
-        )
 
 
 def _upsert_tx(

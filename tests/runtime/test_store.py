@@ -21,6 +21,7 @@ from runtime.store.base import (
     WebhookDeliveryRecord,
 )
 from runtime.store.sql import SqlStore, open_store
+from tests.runtime.store.pg import reset_postgres
 
 PG_URL = os.environ.get("CORRAL_TEST_POSTGRES_URL")
 
@@ -32,15 +33,7 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         return
     if not PG_URL:
         pytest.skip("set CORRAL_TEST_POSTGRES_URL to run the store tests on PostgreSQL")
-    # A fresh schema per test: drop every table first.
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    from runtime.store.models import Base
-
-    engine = create_async_engine(PG_URL)
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.drop_all)
-    await engine.dispose()
+    await reset_postgres(PG_URL)
     yield PG_URL
 
 
@@ -321,13 +314,13 @@ async def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-async def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
+async def test_newer_schema_revision_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "corral.db"
     async with await SqlStore.open(f"sqlite+aiosqlite:///{db}"):
         pass
     with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE schema_version SET version = 999")
-    with pytest.raises(ConfigError, match="schema version 999"):
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(ConfigError, match="revision 9999 is newer"):
         await SqlStore.open(f"sqlite+aiosqlite:///{db}")
 
 
