@@ -1,0 +1,57 @@
+"""Cancel from any node: the run executes on one node, a second streams it, a third cancels it.
+Another tenant's key cannot cancel it from any node."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.fleet.nodes import OTHER_HEADERS, ServeNode, owner_of, sse_events
+
+pytestmark = pytest.mark.docker
+
+
+def test_run_on_one_node_streamed_on_another_cancelled_from_a_third(
+    start_node: Callable[..., ServeNode], scripted_agent: Callable[..., dict[str, Any]]
+) -> None:
+    nodes = [start_node("a"), start_node("b"), start_node("c")]
+    with nodes[0].client() as c0:
+        spec = scripted_agent("sleeper", "echo started; sleep 300", "echo never-reached")
+        assert c0.post("/v1beta/agents", json=spec).status_code == 200
+        run = c0.post(
+            "/v1beta/interactions", json={"agent": "sleeper", "input": "wait", "background": True}
+        ).json()
+    rid = run["id"]
+    owner = owner_of(nodes)
+    viewer, canceller = [n for n in nodes if n is not owner]
+    seen: list[dict[str, Any]] = []
+    with (
+        viewer.client() as cv,
+        canceller.client() as cc,
+        cv.stream(
+            "GET", f"/v1beta/interactions/{rid}", params={"stream": "true", "corral_events": "1"}
+        ) as resp,
+    ):
+        assert resp.status_code == 200
+        cancelled: dict[str, Any] = {}
+        for ev in sse_events(resp):
+            seen.append(ev)
+            delta = ev.get("delta") or {}
+            if not cancelled and "started" in str(delta.get("result")):
+                # Another tenant is refused on the non-owning node and changes nothing.
+                other = cc.post(f"/v1beta/interactions/{rid}/cancel", headers=OTHER_HEADERS)
+                assert other.status_code == 404
+                cancelled = cc.post(f"/v1beta/interactions/{rid}/cancel").json()
+    assert cancelled["status"] == "cancelled"
+    types = [e["event_type"] for e in seen]
+    assert types.count("cancel.requested") == 1
+    assert types[-1] == "interaction.completed"
+    assert seen[-1]["interaction"]["status"] == "cancelled"
+    assert "never-reached" not in str(seen)  # the run stopped in its first command
+    ids = [int(e["event_id"]) for e in seen]
+    assert ids == list(range(1, len(ids) + 1))
+    assert owner.runs_active() == 0
+    with owner.client() as co:
+        assert co.get(f"/v1beta/interactions/{rid}").json()["status"] == "cancelled"
