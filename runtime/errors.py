@@ -5,6 +5,7 @@ Hierarchy::
     CorralError
     ├── ConfigError          settings, missing model key, bad provider string
     ├── StoreUnavailable     the database does not answer
+    ├── NodeUnavailable      the fleet node that owns a sandbox does not answer (503)
     ├── StorageError         the controller could not write its own files (artifacts, store)
     │   └── StorageFull      no space left on the controller's disk (ENOSPC, EDQUOT)
     ├── AgentSpecError       an agent spec that does not validate (file, field, reason)
@@ -48,6 +49,13 @@ class ConfigError(CorralError):
 
 class StoreUnavailable(CorralError):
     code = "store_unavailable"
+    http_status = 503
+
+
+class NodeUnavailable(CorralError):
+    """A sandbox call reached a node that does not own the sandbox, and its owner is down."""
+
+    code = "node_unavailable"
     http_status = 503
 
 
