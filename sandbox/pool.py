@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -23,8 +24,23 @@ from sandbox.spec import DataMount, SandboxSpec
 
 log = structlog.get_logger("corral.sandbox.pool")
 CLAIMED = "claimed"
-"""Marker in a sandbox's host folder: this pooled sandbox now belongs to a run (adopt it)."""
+"""Marker in a sandbox's host folder: this pooled sandbox now belongs to a run (adopt it). It
+holds the labels the acquirer asked for (JSON), which a running container cannot take on."""
+CLAIMED_MAX = 64 * 1024
 CHUNK = 1024 * 1024
+
+
+def claimed_labels(host_dir: Path) -> dict[str, str]:
+    """The labels a pooled sandbox was acquired with (empty when unclaimed). The marker is in
+    the controller's own folder (never mounted), so the guest cannot forge it."""
+    try:
+        with (host_dir / CLAIMED).open("rb") as f:
+            data = json.loads(f.read(CLAIMED_MAX) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): str(v) for k, v in data.items()}
 
 
 class WarmPool:
@@ -81,7 +97,7 @@ class WarmPool:
             self._wake[key].set()
         if sb is None:
             return await Sandbox.create(spec, backend=self.backend, labels=labels)
-        (sb.handle.host_dir / CLAIMED).touch()
+        (sb.handle.host_dir / CLAIMED).write_text(json.dumps(dict(labels or {})))
         sb.env = dict(spec.env)
         try:
             for mount in spec.data:

@@ -1,13 +1,16 @@
 """Gateway sandboxes: created over the API, owned by a tenant, reused across requests.
 
 Ownership lives in the store (`record_sandbox`), so another tenant's id is NotFound and a
-restarted server still knows who owns what. Connections are cached per sandbox (an RPC
+restarted server still knows who owns what. The sandboxes API also shows (and deletes) the
+sandboxes kept for the tenant's runs (`kept`, `kept_one`, `remove`): a run's sandbox belongs
+to whoever owns the interaction its label names (runtime/kept.py). Connections are cached per sandbox (an RPC
 handshake per request would cost more than most execs); a dead one is dropped and re-attached.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 from dataclasses import asdict
 from typing import Any
@@ -17,11 +20,15 @@ from pydantic import ValidationError
 from runtime.api.errors import BadRequest
 from runtime.api.quotas import TENANT_LABEL
 from runtime.api.schemas import CreateSandbox
-from runtime.errors import NotFound
+from runtime.errors import Conflict, NotFound
+from runtime.kept import REASONS, Kept, why_kept
+from runtime.kept import iso as iso_epoch
 from runtime.store.base import SandboxRecord, Store, utcnow
 from runtime.views import iso
 from sandbox.api import Sandbox
+from sandbox.backends.base import SandboxHandle
 from sandbox.backends.docker import DockerBackend
+from sandbox.egress import ProxyStatus
 from sandbox.errors import SandboxError, SandboxNotFound
 from sandbox.spec import SandboxSpec
 
@@ -32,6 +39,8 @@ class SandboxHub:
         self.backend = backend
         self._open: dict[str, Sandbox] = {}
         self._lock = asyncio.Lock()
+        self.egress: ProxyStatus | None = None
+        """The egress proxy as the reaper last saw it (None: not checked yet)."""
 
     @staticmethod
     def spec_for(req: CreateSandbox) -> SandboxSpec:
@@ -101,6 +110,119 @@ class SandboxHub:
         with contextlib.suppress(SandboxNotFound):
             await self.backend.destroy(rec.id)
         await self.store.delete_sandbox(rec.id, tenant=tenant)
+
+    # -- every sandbox kept for the tenant (gateway ones and its runs') ---------------------
+    async def kept(self, tenant: str) -> builtins.list[dict[str, Any]]:
+        """The tenant's sandboxes, each with why it is kept and until when: its gateway
+        sandboxes (the store) and the sandboxes kept for its runs (the engine's labels)."""
+        handles = {h.id: h for h in await self.backend.list()}
+        views = []
+        recorded = set()
+        for rec in await self.store.list_sandboxes(tenant):
+            recorded.add(rec.id)
+            views.append(self._gateway_view(rec, handles.get(rec.id)))
+        for handle in handles.values():
+            if handle.id in recorded:
+                continue
+            why = why_kept(self.backend, handle)
+            if await self._owns_run(tenant, why):
+                views.append(await self._run_view(handle, why))
+        return views
+
+    async def kept_one(self, tenant: str, sandbox_id: str) -> dict[str, Any]:
+        with contextlib.suppress(NotFound):
+            rec = await self.store.get_sandbox(sandbox_id, tenant=tenant)
+            return self._gateway_view(rec, await self._handle(rec.id))
+        handle, why = await self._run_sandbox(tenant, sandbox_id)
+        return await self._run_view(handle, why)
+
+    async def remove(self, tenant: str, sandbox_id: str) -> None:
+        """Delete a gateway sandbox, or the sandbox kept for one of the tenant's finished runs
+        (the interaction stays readable; a follow-up then starts in a fresh sandbox)."""
+        with contextlib.suppress(NotFound):
+            await self.store.get_sandbox(sandbox_id, tenant=tenant)
+            await self.delete(tenant, sandbox_id)
+            return
+        handle, why = await self._run_sandbox(tenant, sandbox_id)
+        assert why.interaction is not None
+        run = await self.store.get_interaction(tenant, why.interaction)
+        if run.status == "in_progress":
+            raise Conflict(
+                f"sandbox {sandbox_id} is in use by interaction {run.id}, which is in progress; "
+                "cancel the interaction first"
+            )
+        with contextlib.suppress(SandboxNotFound):
+            await self.backend.destroy(handle.id)
+        if run.sandbox_id == handle.id:
+            await self.store.update_interaction(tenant, run.id, sandbox_id=None)
+
+    async def _run_sandbox(self, tenant: str, sandbox_id: str) -> tuple[SandboxHandle, Kept]:
+        """The sandbox kept for one of the tenant's runs (NotFound for anything else)."""
+        missing = NotFound(f"sandbox {sandbox_id} not found")
+        handle = await self._handle(sandbox_id)
+        if handle is None:
+            raise missing
+        why = why_kept(self.backend, handle)
+        if not await self._owns_run(tenant, why):
+            raise missing
+        return handle, why
+
+    async def _owns_run(self, tenant: str, why: Kept) -> bool:
+        if why.reason != "interaction" or why.interaction is None:
+            return False
+        try:
+            await self.store.get_interaction(tenant, why.interaction)
+        except NotFound:
+            return False
+        return True
+
+    async def _handle(self, sandbox_id: str) -> SandboxHandle | None:
+        try:
+            return await self.backend.get(sandbox_id)
+        except SandboxNotFound:
+            return None
+
+    def _gateway_view(self, rec: SandboxRecord, handle: SandboxHandle | None) -> dict[str, Any]:
+        view = sandbox_view(rec)
+        if handle is None:  # already gone from the engine; the reaper forgets it soon
+            return {**view, "kept_for": "explicit", "expires": None}
+        return {**view, **why_kept(self.backend, handle).fields(), "kept_for": "explicit"}
+
+    async def _run_view(self, handle: SandboxHandle, why: Kept) -> dict[str, Any]:
+        try:
+            state = (await self.backend.status(handle.id)).reason()
+        except SandboxNotFound:
+            state = "removed"
+        spec = handle.spec
+        return {
+            "id": handle.id,
+            "object": "sandbox",
+            "state": state,
+            "image": spec.image,
+            "cpus": spec.cpus,
+            "memory": spec.memory,
+            "network": spec.network,
+            "ttl": spec.idle_ttl,
+            "created": iso_epoch(handle.created),
+            **why.fields(),
+        }
+
+    # -- upkeep (the server's reaper) -------------------------------------------------------
+    async def tend(self) -> None:
+        """Remove sandboxes idle past their TTL and forget them, then keep the egress proxy in
+        the state the remaining sandboxes need (restarted if it died, removed once unused)."""
+        await self.backend.reap_idle()
+        await self.forget_missing()
+        live = {h.id for h in await self.backend.list()}
+        await self.backend.egress.heal(live)
+        self.egress = await self.backend.egress.status()
+
+    async def census(self) -> dict[str, int]:
+        """Sandboxes of this home by why they are kept (every tenant's; for /metrics)."""
+        counts: dict[str, int] = dict.fromkeys(REASONS, 0)
+        for handle in await self.backend.list():
+            counts[why_kept(self.backend, handle).reason] += 1
+        return counts
 
     async def forget_missing(self) -> int:
         """Drop records (and connections) of sandboxes the backend no longer has (reaped)."""

@@ -30,7 +30,21 @@ class Metrics:
         self.active = Gauge("corral_runs_active", "Runs in progress in this process", registry=r)
         self.sse = Gauge("corral_sse_streams", "Open event streams", registry=r)
         self.sandboxes = Gauge(
-            "corral_api_sandboxes", "Gateway sandboxes recorded in the store", registry=r
+            "corral_sandboxes",
+            "Sandboxes of this home by why they are kept (interaction, pool, explicit)",
+            ["kept_for"],
+            registry=r,
+        )
+        self.egress = Gauge(
+            "corral_egress_proxy",
+            "The egress proxy's health: 1 on the current one of ok, idle, down, off",
+            ["health"],
+            registry=r,
+        )
+        self.egress_restarts = Gauge(
+            "corral_egress_proxy_restarts",
+            "Times the engine restarted the egress proxy after a crash",
+            registry=r,
         )
         self.webhooks = Counter(
             "corral_webhook_attempts", "Webhook delivery attempts", ["outcome"], registry=r

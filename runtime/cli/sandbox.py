@@ -7,7 +7,6 @@ import json
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -15,11 +14,14 @@ import aiofiles
 import typer
 from rich.table import Table
 
+from runtime.cli import egress
 from runtime.cli.common import EXIT_USAGE, console, fail, resolve_sandbox_id, run_async
+from runtime.kept import iso, why_kept
 from runtime.settings import Settings
 from sandbox.api import Sandbox
 from sandbox.backends.base import SandboxHandle
 from sandbox.backends.docker import DockerBackend
+from sandbox.egress import ProxyStatus
 from sandbox.errors import SandboxError
 from sandbox.spec import SandboxSpec
 
@@ -27,6 +29,7 @@ T = TypeVar("T")
 app = typer.Typer(
     help="Sandboxes without an agent (for scripts and gateways).", no_args_is_help=True
 )
+app.add_typer(egress.app, name="egress")
 CHUNK = 1024 * 1024
 
 
@@ -107,9 +110,10 @@ def create(
 
 @app.command("list")
 def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """List this home's sandboxes."""
+    """List this home's sandboxes, why each is kept and until when; then the egress proxy's
+    state when there is one (`corral sandbox egress status`)."""
 
-    async def go() -> list[dict[str, object]]:
+    async def go() -> tuple[list[dict[str, object]], ProxyStatus]:
         backend = _backend()
         try:
             rows: list[dict[str, object]] = []
@@ -125,11 +129,11 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
                         **_why_kept(backend, h),
                     }
                 )
-            return rows
+            return rows, await backend.egress.status()
         finally:
             await backend.aclose()
 
-    rows = run_async(go())
+    rows, proxy = run_async(go())
     if as_json:
         print(json.dumps(rows))
         return
@@ -137,6 +141,8 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     for r in rows:
         table.add_row(*(str(r[k]) for k in ("id", "image", "state", "role", "network", "kept")))
     console.print(table)
+    if proxy.exists or proxy.needed_by:
+        print(egress.describe(proxy))
 
 
 @app.command("exec")
@@ -276,18 +282,16 @@ def gc() -> None:
 
 
 def _why_kept(backend: DockerBackend, handle: SandboxHandle) -> dict[str, object]:
-    """Why the sandbox is still here: the run whose follow-ups may use it (runs keep theirs
-    until the idle TTL), and until when (last use + idle TTL; None: until removed)."""
-    ttl = handle.spec.idle_ttl
-    until = None if ttl is None else backend.last_used(handle) + ttl
-    when = "until removed" if until is None else f"until {_iso(until)}"
-    run = handle.labels.get("corral.interaction")
-    why = f"kept for follow-ups of {run}, {when}" if run else f"kept {when}"
-    return {"interaction": run, "until": None if until is None else _iso(until), "kept": why}
-
-
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Why the sandbox is still here (runtime/kept.py): the run whose follow-ups may use it,
+    the warm pool, or asked for; and until when (last use + idle TTL; None: until removed)."""
+    why = why_kept(backend, handle)
+    until = None if why.expires is None else iso(why.expires)
+    return {
+        "interaction": why.interaction,
+        "kept_for": why.kept_for(),
+        "until": until,
+        "kept": why.describe(),
+    }
 
 
 async def _container_exists(backend: DockerBackend, name: str) -> bool:

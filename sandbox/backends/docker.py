@@ -448,6 +448,10 @@ class DockerBackend:
         return ReconcileReport(adopted=adopted, removed=removed)
 
     async def aclose(self) -> None:
+        if self._egress is not None and self._egress.used:
+            # Whoever started the proxy and leaves it unused removes it (`corral run`).
+            with contextlib.suppress(SandboxError):
+                await self._egress.remove_if_unused()
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._client is not None:
             self._client.close()

@@ -3,7 +3,14 @@
 See docs/browser.md ("Network policy") for the design.
 """
 
-from sandbox.egress.manager import Attachment, EgressManager
+from sandbox.egress.manager import HEALTHS, Attachment, EgressManager, ProxyStatus
 from sandbox.egress.policy import EgressOptions, Refusal
 
-__all__ = ["Attachment", "EgressManager", "EgressOptions", "Refusal"]
+__all__ = [
+    "HEALTHS",
+    "Attachment",
+    "EgressManager",
+    "EgressOptions",
+    "ProxyStatus",
+    "Refusal",
+]

@@ -6,6 +6,12 @@ bridge has no host address (`inhibit_ipv4`), so the sandbox cannot reach the hos
 controller's API, the Docker socket or other sandboxes; `internal=True` gives it no route out.
 The proxy container (one per Corral home, `corral.role=egress`) sits on the normal bridge for
 its way out and is connected to every sandbox network of its home.
+
+Its lifecycle: started on demand by the first allowlist sandbox; restarted by the engine when it
+crashes (`on-failure`) and by `heal` (the server's reaper, `corral sandbox egress start`) when it
+is gone or stopped while sandboxes need it; removed once no sandbox needs it (`heal`, `prune`,
+and `remove_if_unused` when a backend that used it closes). `status` says which of `ok`,
+`idle`, `down`, `off` it is in.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import docker
 import docker.errors
@@ -71,6 +77,44 @@ class Attachment:
         }
 
 
+Health = Literal["ok", "idle", "down", "off"]
+HEALTHS: tuple[Health, ...] = ("ok", "idle", "down", "off")
+
+
+@dataclass(frozen=True)
+class ProxyStatus:
+    """The egress proxy of one home, as the engine sees it."""
+
+    name: str
+    running: bool
+    exists: bool
+    needed_by: list[str]
+    """Sandboxes with an egress network (allowlist), which need the proxy."""
+    restarts: int
+    """Times the engine restarted it after a crash (its `on-failure` policy)."""
+    started: str | None
+    image: str
+
+    @property
+    def health(self) -> Health:
+        """`ok`: running and needed; `idle`: running, no sandbox needs it (`prune` removes it);
+        `down`: sandboxes need it and it is not running; `off`: neither."""
+        if self.running:
+            return "ok" if self.needed_by else "idle"
+        return "down" if self.needed_by else "off"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "health": self.health,
+            "running": self.running,
+            "needed_by": list(self.needed_by),
+            "restarts": self.restarts,
+            "started": self.started,
+            "image": self.image,
+        }
+
+
 class EgressManager:
     """Networks and the proxy container of one Corral home.
 
@@ -96,6 +140,9 @@ class EgressManager:
         self._run = run
         self._client = client
         self._lock = asyncio.Lock()
+        self.used = False
+        """Whether this manager attached a sandbox (its owner then removes an unused proxy
+        when it closes: a `corral run` leaves no proxy behind)."""
         self._pool = ipaddress.ip_network(self.options.subnet_pool)
         if self._pool.prefixlen > SUBNET_PREFIX or self._pool.version != 4:
             raise SpecError(f"subnet_pool {self._pool} must be an IPv4 network of /29 or larger")
@@ -114,6 +161,7 @@ class EgressManager:
         if not spec.allowlist:
             raise SpecError("network 'allowlist' needs at least one domain in allowlist")
         name = self.network_name(sandbox_id)
+        self.used = True
         async with self._lock:
             proxy_id = await self._ensure_proxy()
             subnet = await self._create_network(name, sandbox_id)
@@ -162,6 +210,71 @@ class EgressManager:
 
     def refusals(self, sandbox_id: str, offset: int = 0) -> tuple[list[Refusal], int]:
         return read_refusals(self.refusal_log, sandbox_id, offset)
+
+    # -- the proxy's lifecycle ---------------------------------------------------------------
+    async def status(self) -> ProxyStatus:
+        api = self._client().api
+        nets = await self._run(api.networks, filters={"label": self._label_filter(ROLE_NET)})
+        needed = sorted(
+            str((n.get("Labels") or {}).get("corral.sandbox", "")) for n in nets if n.get("Labels")
+        )
+        try:
+            info = await self._run(api.inspect_container, self.proxy_name)
+        except SandboxNotFound:
+            return ProxyStatus(self.proxy_name, False, False, needed, 0, None, self.options.image)
+        state = info.get("State") or {}
+        running = bool(state.get("Running")) and not state.get("Restarting")
+        return ProxyStatus(
+            name=self.proxy_name,
+            running=running,
+            exists=True,
+            needed_by=needed,
+            restarts=int(info.get("RestartCount") or 0),
+            started=str(state.get("StartedAt")) if running else None,
+            image=str((info.get("Config") or {}).get("Image") or self.options.image),
+        )
+
+    async def heal(self, live: set[str]) -> str | None:
+        """Keep the proxy in the state the sandboxes need: start it again (re-wired to every
+        sandbox network) when a live sandbox needs it and it is not running; remove it when no
+        sandbox network is left. Returns `"restarted"`, `"removed"` or None (nothing to do).
+
+        Networks of gone sandboxes are left to `prune` (reconcile, `corral sandbox gc`): a
+        network whose sandbox is still being created looks the same from here."""
+        current = await self.status()
+        if not current.running and any(s in live for s in current.needed_by):
+            async with self._lock:
+                await self._ensure_proxy()
+            log.warning("egress.proxy_restarted", container=self.proxy_name)
+            return "restarted"
+        if current.exists and not current.needed_by and await self.remove_if_unused():
+            return "removed"
+        return None
+
+    async def remove_if_unused(self) -> bool:
+        """Remove the proxy when no sandbox network is left; returns whether it did."""
+        api = self._client().api
+        async with self._lock:  # attach creates networks under this lock: no race with it
+            nets = await self._run(api.networks, filters={"label": self._label_filter(ROLE_NET)})
+            if nets:
+                return False
+            try:
+                await self._run(api.remove_container, self.proxy_name, force=True)
+            except SandboxNotFound:
+                return False
+        log.info("egress.proxy_removed", container=self.proxy_name, reason="unused")
+        return True
+
+    async def stop(self) -> bool:
+        """Remove the proxy container (allowlist sandboxes lose their way out until `heal` or
+        the next allowlist sandbox starts it again). Returns whether it existed."""
+        async with self._lock:
+            try:
+                await self._run(self._client().api.remove_container, self.proxy_name, force=True)
+            except SandboxNotFound:
+                return False
+        log.info("egress.proxy_stopped", container=self.proxy_name)
+        return True
 
     # -- reconcile --------------------------------------------------------------------------
     async def prune(self, live: set[str]) -> list[str]:

@@ -10,19 +10,29 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from runtime.api.deps import StateDep
+from sandbox.egress import HEALTHS
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
 async def healthz(state: StateDep) -> dict[str, Any]:
+    """Cheap (no engine call): the egress proxy as the reaper last saw it; `status` is
+    `degraded` while allowlist sandboxes need the proxy and it is down."""
+    egress = state.hub.egress
     return {
-        "status": "ok",
+        "status": "degraded" if egress is not None and egress.health == "down" else "ok",
         "runs_active": len(state.ctl.runner.tasks) + len(state.service.model_tasks),
+        "egress_proxy": None if egress is None else egress.health,
     }
 
 
 @router.get("/metrics", response_class=Response)
 async def metrics(state: StateDep) -> Response:
-    state.metrics.sandboxes.set(len(await state.ctl.store.list_sandboxes()))
+    for reason, count in (await state.hub.census()).items():
+        state.metrics.sandboxes.labels(reason).set(count)
+    egress = await state.ctl.backend.egress.status()
+    for health in HEALTHS:
+        state.metrics.egress.labels(health).set(1 if egress.health == health else 0)
+    state.metrics.egress_restarts.set(egress.restarts)
     return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -2,6 +2,8 @@
 
 Create, list, get, delete; exec (JSON result, or output streamed as SSE / NDJSON); files
 streamed both ways. Every sandbox belongs to the key's tenant; another tenant gets 404.
+List, get and delete also cover the sandboxes kept for the tenant's agent runs, each saying
+why it is kept (`kept_for`) and when the reaper removes it (`expires`).
 """
 
 from __future__ import annotations
@@ -46,17 +48,20 @@ async def create_sandbox(
 
 @router.get("")
 async def list_sandboxes(state: StateDep, tenant: TenantDep) -> dict[str, Any]:
-    return {"sandboxes": [sandbox_view(r) for r in await state.hub.list(tenant)]}
+    """The tenant's sandboxes: the ones it created (`kept_for: "explicit"`) and the ones kept
+    for follow-ups of its runs (`kept_for: {"interaction": id}`)."""
+    return {"sandboxes": await state.hub.kept(tenant)}
 
 
 @router.get("/{sandbox_id}")
 async def get_sandbox(sandbox_id: str, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
-    return sandbox_view(await state.hub.get(tenant, sandbox_id))
+    return await state.hub.kept_one(tenant, sandbox_id)
 
 
 @router.delete("/{sandbox_id}")
 async def delete_sandbox(sandbox_id: str, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
-    await state.hub.delete(tenant, sandbox_id)
+    """Remove a sandbox; a run's kept sandbox too once the run has ended (409 while it runs)."""
+    await state.hub.remove(tenant, sandbox_id)
     return {}
 
 
