@@ -2,7 +2,7 @@
 // spec, and a box to check a spec (YAML or JSON) the way the server would before saving it.
 
 import { getJson, sendJson } from "./api.js";
-import { clear, errorBox, h } from "./dom.js";
+import { append, clear, errorBox, h, networkText } from "./dom.js";
 
 const EXAMPLE = `name: writer
 model: scripted:demo
@@ -39,7 +39,7 @@ function card(agent) {
       { class: "facts" },
       fact("Model", agent.model || (agent.agent_config || {}).model || "–"),
       fact("Tools", tools(agent)),
-      fact("Network", typeof agent.network === "object" ? JSON.stringify(agent.network) : agent.network || "–"),
+      fact("Network", networkText(agent.network)),
     ),
     h("details", {}, h("summary", {}, "Spec"), h("pre", { class: "code" }, JSON.stringify(spec, null, 2))),
   );
@@ -71,9 +71,9 @@ export function renderAgents(main) {
   async function load() {
     try {
       const agents = await allAgents();
-      clear(list).append(agents.map(card));
+      append(clear(list), agents.map(card));
     } catch (err) {
-      clear(list).append(errorBox(err));
+      append(clear(list), errorBox(err));
     }
   }
 
@@ -86,15 +86,15 @@ export function renderAgents(main) {
       if (answer.valid) {
         validated = answer.request;
         save.hidden = false;
-        clear(result).append(
+        append(clear(result), 
           h("p", { class: "ok" }, `Valid: agent ${answer.agent.id}`),
           h("pre", { class: "code" }, JSON.stringify(answer.agent, null, 2)),
         );
       } else {
-        clear(result).append(h("p", { class: "error", role: "alert" }, `Invalid: ${answer.error}`));
+        append(clear(result), h("p", { class: "error", role: "alert" }, `Invalid: ${answer.error}`));
       }
     } catch (err) {
-      clear(result).append(errorBox(err));
+      append(clear(result), errorBox(err));
     } finally {
       check.disabled = false;
     }
@@ -105,11 +105,11 @@ export function renderAgents(main) {
     save.disabled = true;
     try {
       const agent = await sendJson("POST", "/v1beta/agents", validated);
-      clear(result).append(h("p", { class: "ok" }, `Saved agent ${agent.id}`));
+      append(clear(result), h("p", { class: "ok" }, `Saved agent ${agent.id}`));
       save.hidden = true;
       load();
     } catch (err) {
-      clear(result).append(errorBox(err));
+      append(clear(result), errorBox(err));
     } finally {
       save.disabled = false;
     }

@@ -6,7 +6,7 @@
 // type application/octet-stream, so the browser saves it and never renders it in this origin.
 
 import { request } from "./api.js";
-import { bytes, clear, errorBox, h } from "./dom.js";
+import { append, bytes, clear, errorBox, h } from "./dom.js";
 
 const IMAGE_TYPES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
 const IMAGE_EXT = { png: "image/png", jpg: "image/jpeg", jpeg: "image/jpeg", gif: "image/gif", webp: "image/webp" };
@@ -52,7 +52,7 @@ export async function imageElement(runId, artifact) {
 }
 
 async function preview(runId, artifact, into) {
-  clear(into).append(h("p", { class: "muted" }, "Loading…"));
+  append(clear(into), h("p", { class: "muted" }, "Loading…"));
   try {
     const what = kind(artifact);
     let node;
@@ -71,9 +71,9 @@ async function preview(runId, artifact, into) {
     } else {
       node = h("p", { class: "muted" }, `No preview for ${artifact.media_type}; download it.`);
     }
-    clear(into).append(node);
+    append(clear(into), node);
   } catch (err) {
-    clear(into).append(errorBox(err));
+    append(clear(into), errorBox(err));
   }
 }
 

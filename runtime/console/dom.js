@@ -87,3 +87,11 @@ export function shortId(id) {
 export function errorBox(err) {
   return h("p", { class: "error", role: "alert" }, String(err && err.message ? err.message : err));
 }
+
+/** A sandbox network setting: "none", "open", "allowlist: a.com, b.org". */
+export function networkText(value) {
+  if (!value) return "–";
+  if (typeof value === "string") return value;
+  const allow = Array.isArray(value.allow) && value.allow.length ? `: ${value.allow.join(", ")}` : "";
+  return `${value.mode || "?"}${allow}`;
+}

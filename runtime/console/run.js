@@ -4,7 +4,7 @@
 
 import { ApiError, getJson, sendJson, streamEvents } from "./api.js";
 import { artifactList, imageElement } from "./artifacts.js";
-import { clear, errorBox, h, seconds, statusBadge, tokens } from "./dom.js";
+import { append, clear, errorBox, h, seconds, statusBadge, tokens } from "./dom.js";
 
 const FINAL = new Set(["completed", "failed", "cancelled", "budget_exceeded", "incomplete", "requires_action"]);
 const OUTPUT_CHARS = 200_000; // live output kept per call (the result step has the whole)
@@ -46,8 +46,8 @@ export function renderRun(main, runId) {
     const finished = FINAL.has(run.status);
     const end = finished ? Date.parse(run.updated) : Date.now();
     const usage = run.usage || {};
-    if (!head.contains(facts)) clear(head).append(facts, cancel, problems);
-    clear(facts).append(
+    if (!head.contains(facts)) append(clear(head), facts, cancel, problems);
+    append(clear(facts), 
       fact("Status", statusBadge(run.status)),
       fact("Agent", run.agent || "–"),
       fact("Model", run.model || "–"),
@@ -59,7 +59,7 @@ export function renderRun(main, runId) {
         : null,
     );
     cancel.hidden = finished;
-    clear(problems).append((run.errors || []).map((e) => h("p", { class: "error" }, `${e.code}: ${e.message}`)));
+    append(clear(problems), (run.errors || []).map((e) => h("p", { class: "error" }, `${e.code}: ${e.message}`)));
   }
 
   function card(kind, title, ...body) {
@@ -206,7 +206,7 @@ export function renderRun(main, runId) {
     try {
       await refresh();
     } catch (err) {
-      clear(head).append(errorBox(err instanceof ApiError && err.status === 404 ? `No run ${runId} for this key.` : err));
+      append(clear(head), errorBox(err instanceof ApiError && err.status === 404 ? `No run ${runId} for this key.` : err));
       return;
     }
     ticker = setInterval(() => run && !FINAL.has(run.status) && drawHead(), 1000);

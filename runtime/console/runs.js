@@ -2,7 +2,7 @@
 // GET /v1beta/runs with If-None-Match (a 304 costs no body while nothing changed).
 
 import { ApiError, request } from "./api.js";
-import { clear, errorBox, h, seconds, shortId, since, statusBadge, tokens } from "./dom.js";
+import { append, clear, errorBox, h, seconds, shortId, since, statusBadge, tokens } from "./dom.js";
 
 const POLL_MS = 2000;
 
@@ -29,7 +29,7 @@ export function renderRuns(main) {
       status.textContent = rows.length ? "" : "No runs yet. Start one with corral run or the API.";
       draw();
     } catch (err) {
-      clear(body).append(errorBox(err));
+      append(clear(body), errorBox(err));
       status.textContent = "";
       if (err instanceof ApiError && err.status === 401) return; // wait for a key
     }
@@ -74,7 +74,7 @@ export function renderRuns(main) {
         ),
       ),
     );
-    clear(body).append(rows.length ? table : "");
+    append(clear(body), rows.length ? table : "");
   }
 
   poll();

@@ -2,7 +2,7 @@
 // sandboxes and the ones kept for its runs), with why each is kept, and a delete button.
 
 import { getJson, request } from "./api.js";
-import { bytes, clear, errorBox, h, seconds, shortId, since } from "./dom.js";
+import { append, bytes, clear, errorBox, h, networkText, seconds, shortId, since } from "./dom.js";
 
 const SHOWN = new Set(["id", "object", "state", "image", "cpus", "memory", "network", "ttl",
   "created", "last_used", "kept_for", "expires"]);
@@ -14,13 +14,6 @@ function keptFor(value) {
   if (value === "explicit") return "created over the API";
   if (value === null || value === undefined) return "–";
   return typeof value === "object" ? JSON.stringify(value) : String(value);
-}
-
-function network(value) {
-  if (!value) return "–";
-  if (typeof value === "string") return value;
-  const allow = Array.isArray(value.allow) && value.allow.length ? `: ${value.allow.join(", ")}` : "";
-  return `${value.mode || "?"}${allow}`;
 }
 
 function resources(s) {
@@ -50,7 +43,7 @@ export function renderSandboxes(main) {
       }
       body.append(h("ul", { class: "cards-list" }, sandboxes.map(row)));
     } catch (err) {
-      clear(body).append(errorBox(err));
+      append(clear(body), errorBox(err));
     }
   }
 
@@ -68,7 +61,7 @@ export function renderSandboxes(main) {
         fact("Age", s.created ? since(s.created) : "–"),
         fact("Idle TTL", ttl(s)),
         fact("Last used", s.last_used ? `${since(s.last_used)} ago` : "–"),
-        fact("Network", network(s.network)),
+        fact("Network", networkText(s.network)),
         fact("Resources", resources(s)),
         // fields this console does not know yet (the API grows): shown as they come
         Object.entries(s)
