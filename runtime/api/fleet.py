@@ -3,8 +3,9 @@
 `running_fleet(ctl, service, node)` is entered by the app's lifespan. On PostgreSQL it opens
 the node's LISTEN/NOTIFY connection (`runtime.fleet.notify`), attaches it to the event bus
 (events stored here are announced, events stored elsewhere wake local subscribers, which also
-poll the store every `POLL_SECONDS`), and watches for cancel requests aimed at runs this node
-executes. On SQLite it yields None and nothing changes.
+poll the store every `POLL_SECONDS`), watches for cancel requests aimed at runs this node
+executes, and holds the `Forwarder` that sends sandbox calls on to their owner
+(`runtime.api.forwarding`). On SQLite it yields None and nothing changes.
 
 Cancel from any node: a node asked to cancel a run it does not execute records the request
 durably (a `cancel.requested` event, a Corral event that stock SDK streams skip), NOTIFYs it,
@@ -29,6 +30,7 @@ from runtime.controller import Controller
 from runtime.errors import CorralError
 from runtime.events import CANCEL_REQUESTED, TERMINAL_EVENT
 from runtime.fleet import queries
+from runtime.fleet.forward import Forwarder
 from runtime.fleet.notify import PgFanout, asyncpg_dsn
 from runtime.store.base import InteractionRecord
 
@@ -38,6 +40,8 @@ POLL_SECONDS = 1.0
 """Longest delay before a node sees another node's events or a cancel request it missed."""
 CANCEL_WAIT = 30.0
 """How long a cancel on a non-owning node waits for the owner to end the run."""
+LOCAL_CACHE = 10_000
+"""Sandboxes remembered as this node's (a sandbox never moves, so the answer never goes stale)."""
 
 
 @dataclass(eq=False)
@@ -46,6 +50,8 @@ class Fleet:
     ctl: Controller
     service: InteractionService
     fanout: PgFanout
+    forwarder: Forwarder
+    _local: set[tuple[str | None, str]] = field(default_factory=set)
     _cancelling: set[str] = field(default_factory=set)
     _look: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -61,6 +67,15 @@ class Fleet:
                     if got is not None and got.event_type == TERMINAL_EVENT:
                         break
         return await self.ctl.store.get_interaction(rec.tenant, rec.id)
+
+    def owns(self, tenant: str | None, sandbox_id: str) -> bool:
+        """Known to be this node's sandbox (no database read needed)."""
+        return (tenant, sandbox_id) in self._local
+
+    def remember_local(self, tenant: str | None, sandbox_id: str) -> None:
+        if len(self._local) >= LOCAL_CACHE:
+            self._local.clear()
+        self._local.add((tenant, sandbox_id))
 
     def local_runs(self) -> set[str]:
         return set(self.ctl.runner.tasks) | set(self.service.model_tasks)
@@ -120,7 +135,7 @@ async def running_fleet(
         on_cancel=lambda iid: holder[0].look(iid) if holder else None,
         on_reconnect=lambda: holder[0].reconnected() if holder else None,
     )
-    fleet = Fleet(node, ctl, service, fanout)
+    fleet = Fleet(node, ctl, service, fanout, Forwarder(node))
     holder.append(fleet)
     await fanout.start()
     ctl.bus.attach(fanout, poll=POLL_SECONDS)
@@ -133,6 +148,7 @@ async def running_fleet(
             await watcher
         ctl.bus.attach(None, poll=None)
         await fanout.aclose()
+        await fleet.forwarder.aclose()
 
 
 def get_fleet(request: Request) -> Fleet | None:

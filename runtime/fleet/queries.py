@@ -6,20 +6,36 @@ operation. Tables come from `runtime.store.models`.
 
 - `cancel_requests(store, ids)`: which of these interactions have a `cancel.requested` event
   (the durable cancel a non-owning node recorded), with their tenants.
+- `sandbox_owner(store, sandbox_id, tenant)`: the node that runs a tenant's sandbox and the URL
+  it registered (None when the sandbox is unknown to that tenant, or has no recorded node).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection, select
 
 from runtime.events import CANCEL_REQUESTED
-from runtime.store.models import EventRow, InteractionRow
+from runtime.store.models import EventRow, InteractionRow, NodeRow, SandboxRow
 from runtime.store.sql import SqlStore
 
 E = EventRow.__table__.c
 I = InteractionRow.__table__.c  # noqa: E741 - the store's short names
+N = NodeRow.__table__.c
+S = SandboxRow.__table__.c
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Where a sandbox lives: its node's id, the URL it registered (None: the node row is
+    gone) and that node's last heartbeat."""
+
+    node: str
+    url: str | None
+    heartbeat_at: datetime | None
 
 
 async def cancel_requests(store: SqlStore, ids: Collection[str]) -> list[tuple[str, str]]:
@@ -41,3 +57,22 @@ def _cancel_requests(conn: Connection, ids: list[str]) -> list[tuple[str, str]]:
     )
     return [(str(r[0]), str(r[1])) for r in conn.execute(q)]
 
+
+async def sandbox_owner(store: SqlStore, sandbox_id: str, tenant: str | None) -> Owner | None:
+    """With `tenant` None the sandbox is found by id alone (the caller proves access to the
+    owner some other way, e.g. the E2B door's per-sandbox token)."""
+    return await store._read(_sandbox_owner, sandbox_id, tenant)
+
+
+def _sandbox_owner(conn: Connection, sandbox_id: str, tenant: str | None) -> Owner | None:
+    q = (
+        select(S.node, N.url, N.heartbeat_at)
+        .select_from(SandboxRow.__table__.outerjoin(NodeRow.__table__, N.id == S.node))
+        .where(S.id == sandbox_id)
+    )
+    if tenant is not None:
+        q = q.where(S.tenant == tenant)
+    row = conn.execute(q).first()
+    if row is None or row[0] is None:
+        return None
+    return Owner(str(row[0]), row[1], row[2])

@@ -1,0 +1,116 @@
+"""ASGI middleware: a sandbox call that reaches a node other than the sandbox's owner is
+forwarded to the owner (`runtime.fleet.forward`); everything else passes through untouched.
+
+Which calls name a sandbox:
+- `/v1beta/sandboxes/{id}[/...]` (exec, streaming exec, files up and down, browser, delete):
+  the tenant is the key's (`x-goog-api-key` / Bearer);
+- the E2B door's lifecycle calls `/sandboxes/{id}[/...]`, `/v2/sandboxes/{id}/...`: the tenant is
+  the key in `X-API-KEY`;
+- the E2B door's in-sandbox calls (envd, code interpreter): the `E2b-Sandbox-Id` header; they
+  carry a per-sandbox token instead of a key, which only the owner can check, so the owner is
+  looked up by id alone.
+
+The middleware never answers for the app: a call without a valid key, for a sandbox the
+tenant does not have, or for one this node owns goes on to the routes, which authenticate and
+404 as always. The target is always the owner's URL from the `nodes` table, never something
+the client sent. A call already forwarded (`X-Corral-Forwarded-By`) is never forwarded again:
+if it still reached a node that does not own the sandbox, it is refused (421) rather than
+served here, because serving it here would treat the sandbox as gone and forget it. Nodes on
+SQLite (no fleet) skip all of this.
+"""
+
+from __future__ import annotations
+
+import re
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from runtime.api.auth import key_from_headers
+from runtime.api.deps import ApiState
+from runtime.api.errors import error_response
+from runtime.api.fleet import Fleet
+from runtime.errors import CorralError, NodeUnavailable
+from runtime.fleet import queries
+from runtime.fleet.forward import FORWARDED_BY
+
+_OWN_API = re.compile(r"^/v1beta/sandboxes/(?P<id>[^/]+)(?:/|$)")
+_E2B_LIFECYCLE = re.compile(r"^(?:/v2)?/sandboxes/(?P<id>[^/]+)(?:/|$)")
+
+
+class SandboxForwarding:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fleet: Fleet | None = None
+        if scope["type"] == "http":
+            fleet = getattr(scope["app"].state, "fleet", None)
+        if fleet is None:
+            await self.app(scope, receive, send)
+            return
+        target = _named_sandbox(scope)
+        owner = None
+        if target is not None:
+            state = scope["app"].state.corral
+            owner = await _remote_owner(state, fleet, *target)
+        if owner is None:
+            await self.app(scope, receive, send)
+            return
+        if Headers(scope=scope).get(FORWARDED_BY):
+            message = (
+                f"this sandbox lives on node {owner.node}; a forwarded call is not forwarded again"
+            )
+            await error_response(421, "misdirected_request", message)(scope, receive, send)
+            return
+        try:
+            await fleet.forwarder.forward(
+                scope,
+                receive,
+                send,
+                owner=owner.node,
+                url=owner.url,
+                heartbeat_at=owner.heartbeat_at,
+            )
+        except NodeUnavailable as exc:
+            response = error_response(503, exc.code, exc.message, headers={"Retry-After": "5"})
+            await response(scope, receive, send)
+
+
+def _named_sandbox(scope: Scope) -> tuple[str, str | None, bool] | None:
+    """(sandbox id, the caller's key, whether a key is how this call authenticates)."""
+    headers = Headers(scope=scope)
+    path: str = scope["path"]
+    m = _OWN_API.match(path)
+    if m is not None:
+        return m["id"], key_from_headers(headers), True
+    e2b_id = headers.get("e2b-sandbox-id")
+    if e2b_id:
+        return e2b_id, None, False
+    m = _E2B_LIFECYCLE.match(path)
+    if m is not None:
+        return m["id"], headers.get("x-api-key") or key_from_headers(headers), True
+    return None
+
+
+async def _remote_owner(
+    state: ApiState, fleet: Fleet, sandbox_id: str, key: str | None, keyed: bool
+) -> queries.Owner | None:
+    """The sandbox's owner when that is another node; None to let the app answer here."""
+    tenant: str | None = None
+    if keyed:
+        try:
+            tenant = state.config.keys.tenant_for(key)
+        except CorralError:
+            return None  # the routes answer 401
+    if fleet.owns(tenant, sandbox_id):
+        return None
+    try:
+        owner = await queries.sandbox_owner(state.ctl.store, sandbox_id, tenant)
+    except CorralError:
+        return None  # the routes meet the same store error and answer it
+    if owner is None or owner.node == fleet.node:
+        if owner is not None:
+            fleet.remember_local(tenant, sandbox_id)
+        return None
+    return owner
