@@ -30,10 +30,11 @@ def _root() -> None:
 
 def _register() -> None:
     # Imported here so `corral --help` stays one obvious place listing every group.
-    from runtime.cli import agents, doctor, images, mcp, run, runs, sandbox, serve
+    from runtime.cli import agents, doctor, images, mcp, open, run, runs, sandbox, serve
 
     app.command("run")(run.run)
     app.add_typer(runs.app, name="runs")
+    app.command("open")(open.open_run)
     app.add_typer(agents.app, name="agents")
     app.add_typer(sandbox.app, name="sandbox")
     app.add_typer(images.app, name="images")
