@@ -1,102 +1,105 @@
-"""The code interpreter (`e2b-code-interpreter`) on Corral's persistent Python session.
+"""The code interpreter (`e2b-code-interpreter`) on the sandbox's `Sandbox.interpreter`.
 
-`POST /execute` runs a cell with `Sandbox.python` and answers E2B's JSON lines: `stdout`,
-`stderr`, one `result` (the `repr` of the trailing expression as `text`), `error` (name,
-value, traceback). One session per sandbox, so one context, `default`: it can be listed and
-restarted; creating or removing others is refused. `language` python only; no rich display
-data (PNG) yet.
+`POST /execute` runs a cell and streams E2B's JSON lines while it runs (interp_stream.py):
+stdout/stderr line by line, results (the trailing expression and `display(...)`/matplotlib
+figures, with `text`, `png`, `html`, `markdown`, `svg`, `json`, `latex`, ...), errors (name,
+value, traceback), the execution count. Contexts are separate Python processes in the
+sandbox: `default` always exists; create (cwd, language python), list, restart, remove. The
+request carries no timeout: the SDK's `timeout=` closes the request, which interrupts the
+cell (KeyboardInterrupt; a cell that ignores it has its context's process killed).
 """
 
 from __future__ import annotations
-
-import json
-import time
-from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from runtime.e2b.common import E2BError, E2BState, Unsupported, sandbox_for
+from runtime.e2b.common import E2BError, E2BState, sandbox_for, to_corral, to_e2b
+from runtime.e2b.interp_stream import execute as execute_lines
 from runtime.e2b.routes import E2BRoute
+from sandbox.errors import InvalidArgument, LimitExceeded
+from sandbox.interp import CodeContext, Interpreter
 
-DEFAULT_TIMEOUT = 300.0
-DEFAULT_CONTEXT = "default"
-CONTEXT = {"id": DEFAULT_CONTEXT, "language": "python", "cwd": "/home/user"}
+LANGUAGES = (None, "python")
 
 
 class ExecuteBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
     code: str = Field(max_length=1024**2)
-    context_id: str | None = None
+    context_id: str | None = Field(default=None, max_length=64)
     language: str | None = None
-    env_vars: dict[str, str] | None = None
+    env_vars: dict[str, str] | None = Field(default=None, max_length=256)
+
+
+class ContextBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cwd: str | None = Field(default=None, max_length=4096)
+    language: str | None = None
+
+
+def _language(language: str | None) -> None:
+    if language not in LANGUAGES:
+        raise E2BError(400, f"language '{language}' is not supported (python only)")
+
+
+def _env(env: dict[str, str] | None) -> dict[str, str]:
+    for name, value in (env or {}).items():
+        if not name or "=" in name or "\0" in name or "\0" in value:
+            raise E2BError(400, f"envs: invalid environment variable name {name!r}")
+    return env or {}
+
+
+def _describe(ctx: CodeContext) -> dict[str, str]:
+    return {"id": ctx.id, "language": ctx.language, "cwd": to_e2b(ctx.cwd)}
 
 
 def router(e2b: E2BState) -> APIRouter:
     r = APIRouter(route_class=E2BRoute, tags=["e2b"], include_in_schema=False)
 
-    async def execute(body: ExecuteBody, request: Request) -> Response:
-        sb = await sandbox_for(request, e2b)
-        if body.language not in (None, "python"):
-            raise E2BError(400, f"language '{body.language}' is not supported (python only)")
-        if body.context_id not in (None, DEFAULT_CONTEXT):
-            raise E2BError(404, f"context {body.context_id} not found")
-        if body.env_vars:
-            raise Unsupported("env_vars on run_code")
-        result = await sb.python(body.code, timeout=DEFAULT_TIMEOUT)
-        return StreamingResponse(_lines(result), media_type="application/x-ndjson")
+    async def interpreter(request: Request) -> Interpreter:
+        return (await sandbox_for(request, e2b)).interpreter
 
-    r.add_api_route("/execute", execute, methods=["POST"])
+    async def execute(body: ExecuteBody, request: Request) -> Response:
+        interp = await interpreter(request)
+        _language(body.language)
+        env = _env(body.env_vars)
+        if body.context_id is not None and body.context_id not in {
+            c.id for c in await interp.list()
+        }:  # answered as a 404 here, before the stream (and its 200) starts
+            raise E2BError(404, f"context {body.context_id} not found")
+        lines = execute_lines(request, interp, body.code, context=body.context_id, env=env)
+        return StreamingResponse(lines, media_type="application/x-ndjson")
 
     async def list_contexts(request: Request) -> list[dict[str, str]]:
-        await sandbox_for(request, e2b)
-        return [CONTEXT]
+        return [_describe(c) for c in await (await interpreter(request)).list()]
 
-    async def create_context(request: Request) -> Response:
-        await sandbox_for(request, e2b)
-        raise Unsupported("more than one code context (one Python session per sandbox)")
+    async def create_context(body: ContextBody, request: Request) -> dict[str, str]:
+        interp = await interpreter(request)
+        _language(body.language)
+        cwd = to_corral(body.cwd) if body.cwd else None
+        try:
+            ctx = await interp.create(language="python", cwd=cwd)
+        except LimitExceeded as exc:
+            raise E2BError(429, str(exc)) from None
+        except InvalidArgument as exc:
+            raise E2BError(400, str(exc)) from None
+        return _describe(ctx)
 
     async def restart_context(context_id: str, request: Request) -> Response:
-        sb = await sandbox_for(request, e2b)
-        if context_id != DEFAULT_CONTEXT:
-            raise E2BError(404, f"context {context_id} not found")
-        await sb.python_restart()
+        await (await interpreter(request)).restart(context_id)
         return Response(status_code=204)
 
     async def remove_context(context_id: str, request: Request) -> Response:
-        await sandbox_for(request, e2b)
-        raise Unsupported("removing a code context (one Python session per sandbox)")
+        try:
+            await (await interpreter(request)).remove(context_id)
+        except InvalidArgument as exc:
+            raise E2BError(400, str(exc)) from None
+        return Response(status_code=204)
 
+    r.add_api_route("/execute", execute, methods=["POST"])
     r.add_api_route("/contexts", list_contexts, methods=["GET"])
     r.add_api_route("/contexts", create_context, methods=["POST"])
     r.add_api_route("/contexts/{context_id}", remove_context, methods=["DELETE"])
     r.add_api_route("/contexts/{context_id}/restart", restart_context, methods=["POST"])
     return r
-
-
-async def _lines(result: Any) -> AsyncIterator[bytes]:
-    now = time.time_ns()
-
-    def line(data: dict[str, Any]) -> bytes:
-        return (json.dumps(data) + "\n").encode()
-
-    if result.stdout:
-        yield line({"type": "stdout", "text": result.stdout, "timestamp": now})
-    if result.stderr:
-        yield line({"type": "stderr", "text": result.stderr, "timestamp": now})
-    if result.result_repr is not None:
-        yield line({"type": "result", "text": result.result_repr, "is_main_result": True})
-    if result.error:
-        name, value = _name_value(result.error)
-        yield line({"type": "error", "name": name, "value": value, "traceback": result.error})
-
-
-def _name_value(traceback: str) -> tuple[str, str]:
-    """`NameError`, `name 'x' is not defined` from a traceback's last line."""
-    last = traceback.strip().splitlines()[-1] if traceback.strip() else ""
-    name, sep, value = last.partition(":")
-    if sep and name and " " not in name.strip():
-        return name.strip().rsplit(".", 1)[-1], value.strip()
-    return "Error", last

@@ -5,14 +5,15 @@ by `interp.py` as ``python3 ikernel.py REQUEST_FD EVENT_FD``. Both pipes carry m
 4-byte big-endian length + a JSON object:
 
     request  {"code": str, "env": {name: value}}         env is set for this cell only
+    event    {"t": "stream", "name": "stdout"|"stderr", "text": str}   sys.stdout/err
     event    {"t": "display", "data": bundle}            display(...), plt.show(), open figures
     event    {"t": "done", "result": bundle | None,      the trailing expression's value
               "error": {"name", "value", "traceback"} | None, "count": int}
 
 A bundle maps MIME types to data (``text/plain`` always; ``image/png`` base64; ...), built
-from the object's ``_repr_*_`` methods as IPython does. The cell's own stdout/stderr are the
-process's fds 1 and 2 (line-buffered, so lines stream while the cell runs); both are flushed
-before each event, so the guest can keep their order. A SIGINT while a cell runs becomes
+from the object's ``_repr_*_`` methods as IPython does. `sys.stdout`/`sys.stderr` send their
+text as ``stream`` events, a line at a time, so prints and results keep their order; what
+subprocesses write goes to the process's fds 1 and 2, read by the guest beside. A SIGINT while a cell runs becomes
 KeyboardInterrupt in the cell; between cells it is ignored (the framing stays intact).
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import ast
 import base64
 import builtins
+import codecs
 import contextlib
 import importlib.abc
 import importlib.machinery
@@ -30,6 +32,7 @@ import os
 import signal
 import struct
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -54,12 +57,19 @@ FORMATS = (
 BINARY = {"image/png", "image/jpeg", "application/pdf"}
 
 _busy = [False]
+_writing = [False]
+_pending_interrupt = [False]
 _event_fd = [-1]
+_event_lock = threading.Lock()
 
 
 def _on_sigint(signum: int, frame: object) -> None:
-    if _busy[0]:
-        raise KeyboardInterrupt
+    if not _busy[0]:
+        return
+    if _writing[0]:  # never leave half an event in the pipe: interrupt once it is written
+        _pending_interrupt[0] = True
+        return
+    raise KeyboardInterrupt
 
 
 def _read_exact(fd: int, n: int) -> bytes | None:
@@ -79,12 +89,87 @@ def _flush_streams() -> None:
             stream.flush()
 
 
-def _send(message: dict[str, Any]) -> None:
-    _flush_streams()
+def _write_event(message: dict[str, Any]) -> None:
+    """One whole event (threads of the cell print too; a SIGINT waits until it is out)."""
     raw = json.dumps(message).encode()
     view = memoryview(_LEN.pack(len(raw)) + raw)
-    while view:
-        view = view[os.write(_event_fd[0], view) :]
+    with _event_lock:
+        _writing[0] = True
+        try:
+            while view:
+                view = view[os.write(_event_fd[0], view) :]
+        finally:
+            _writing[0] = False
+    if _pending_interrupt[0] and _busy[0] and threading.current_thread() is threading.main_thread():
+        _pending_interrupt[0] = False
+        raise KeyboardInterrupt
+
+
+def _send(message: dict[str, Any]) -> None:
+    _flush_streams()
+    _write_event(message)
+
+
+class _Stream(io.TextIOBase):
+    """`sys.stdout`/`sys.stderr`: text goes out as ``stream`` events on the event pipe, a
+    line at a time, so it stays in order with display results (as in ipykernel). Writes to
+    the file descriptors themselves (subprocesses, `os.write(1, ...)`) still reach fds 1/2."""
+
+    encoding = "utf-8"
+    errors = "replace"
+
+    def __init__(self, kind: str, fd: int) -> None:
+        super().__init__()
+        self._kind = kind
+        self._fd = fd
+        self._parts: list[str] = []
+        self._size = 0
+        self.buffer = _Bytes(self)
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def write(self, s: str) -> int:
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        self._parts.append(s)
+        self._size += len(s)
+        if "\n" in s or self._size >= 8192:
+            self.flush()
+        return len(s)
+
+    def flush(self) -> None:
+        if self._parts:
+            text = "".join(self._parts)
+            self._parts.clear()
+            self._size = 0
+            _write_event({"t": "stream", "name": self._kind, "text": text})
+
+
+class _Bytes(io.RawIOBase):
+    """`sys.stdout.buffer`: bytes decoded (UTF-8) into the text stream."""
+
+    def __init__(self, text: _Stream) -> None:
+        super().__init__()
+        self._text = text
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        data = bytes(b)
+        self._text.write(self._decoder.decode(data))
+        return len(data)
+
+    def flush(self) -> None:
+        self._text.flush()
 
 
 # -- rich representations ---------------------------------------------------------------------
@@ -267,9 +352,9 @@ def run_cell(code: str, ns: dict[str, Any]) -> tuple[dict[str, Any] | None, dict
 def main() -> None:
     req_fd, _event_fd[0] = int(sys.argv[1]), int(sys.argv[2])
     signal.signal(signal.SIGINT, _on_sigint)
-    # Lines reach the guest as they are printed, not when a block buffer fills.
-    with contextlib.suppress(Exception):
-        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    # Lines reach the guest as they are printed, in order with display results.
+    sys.stdout = _Stream("stdout", 1)
+    sys.stderr = _Stream("stderr", 2)
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("MPLCONFIGDIR", f"/tmp/.matplotlib-{os.getuid()}")
     sys.meta_path.insert(0, _PyplotHook())

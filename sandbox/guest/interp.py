@@ -174,6 +174,8 @@ class _Kernel:
         for name in list(self.open_streams):
             while self.read_stream(name):
                 pass
+        while self.next_event() is not None:
+            pass
 
     def interrupt(self) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -207,7 +209,7 @@ def _check_event(body: bytes) -> dict[str, Any]:
         event = json.loads(body)
     except ValueError:
         raise KernelDied("sent an event that is not JSON") from None
-    if not isinstance(event, dict) or event.get("t") not in ("display", "done"):
+    if not isinstance(event, dict) or event.get("t") not in ("stream", "display", "done"):
         raise KernelDied("sent an unexpected event")
     return event
 
@@ -331,9 +333,9 @@ class Interpreters:
                 except OSError as exc:
                     raise from_os_error(exc, f"starting Python in {ctx.cwd}") from None
             kernel = ctx.kernel
-            kernel.discard_output()
             out = _Forward(state)
             try:
+                kernel.discard_output()
                 await kernel.send({"code": code, "env": env})
                 reply, timed_out = await _cell(kernel, out, timeout)
             except KernelDied as exc:
@@ -373,7 +375,13 @@ async def _pump(kernel: _Kernel, out: _Forward | None) -> dict[str, Any] | None:
                     if out is not None:
                         await out.stream(name, data)
             return event
-        if out is not None:
+        if out is None:
+            continue
+        if event["t"] == "stream":
+            kind, text = event.get("name"), event.get("text")
+            if kind in ("stdout", "stderr") and isinstance(text, str):
+                await out.stream(kind, text.encode("utf-8", "replace"))
+        else:
             await out.display(event.get("data"))
 
 
