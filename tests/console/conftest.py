@@ -17,15 +17,16 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, ViewportSize, sync_playwright
 
-from tests.runtime.api.conftest import ServerThread, start_server
+from tests.runtime.api.conftest import ServerThread, script, server, start_server
 
-__all__ = ["start_server"]
+__all__ = ["script", "server", "start_server"]
 
 CHROMIUM = os.environ.get("CORRAL_TEST_CHROMIUM", "/usr/bin/chromium")
 NO_CHROMIUM = f"console tests need Chromium at {CHROMIUM} (apt-get install -y chromium)"
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
 
 
 def _chromium_or_skip() -> str:
@@ -57,7 +58,7 @@ class Console:
     """A browser tab on the console, collecting page errors (a test fails on any)."""
 
     def __init__(self, browser: Browser, base: str, *, phone: bool = False) -> None:
-        viewport = PHONE if phone else {"width": 1280, "height": 900}
+        viewport = PHONE if phone else DESKTOP
         self.context = browser.new_context(viewport=viewport, accept_downloads=True)
         self.page: Page = self.context.new_page()
         self.base = base

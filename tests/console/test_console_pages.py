@@ -1,0 +1,50 @@
+"""Console pages that need no sandbox: the agents page (spec, validation, save)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from tests.console.conftest import Console
+from tests.runtime.api.conftest import ServerThread
+
+pytestmark = pytest.mark.console
+
+
+def test_agents_page_shows_specs_and_validates(
+    start_server: Callable[..., ServerThread], console: Callable[..., Console]
+) -> None:
+    server = start_server()
+    r = httpx.post(
+        f"{server.url}/v1beta/agents",
+        json={"name": "writer", "model": "scripted:demo", "description": "Writes reports",
+              "tools": ["exec"], "network": {"mode": "allowlist", "allow": ["example.org"]}},
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    c = console(server)
+    page = c.open("/agents")
+    writer = page.locator('#agents li[data-name="writer"]')
+    expect(writer).to_contain_text("Writes reports")
+    expect(writer).to_contain_text("allowlist: example.org")
+    expect(writer).to_contain_text("yours")
+    expect(page.locator('#agents li[data-name="demo"]')).to_contain_text("shared")
+    writer.locator("summary").click()
+    expect(writer.locator("pre.code")).to_contain_text('"model": "scripted:demo"')
+
+    page.fill("#spec-input", "name: broken\nmodel: scripted:demo\ntools: [exec, teleport]\n")
+    page.click("#validate")
+    expect(page.locator("#validation")).to_contain_text("Invalid: tools[1]")
+    expect(page.locator("#validation")).to_contain_text("teleport")
+    expect(page.locator("#save-agent")).to_be_hidden()
+
+    page.fill("#spec-input", "name: reviewer\nmodel: scripted:demo\ntools: [files]\n")
+    page.click("#validate")
+    expect(page.locator("#validation")).to_contain_text("Valid: agent reviewer")
+    assert httpx.get(f"{server.url}/v1beta/agents/reviewer").status_code == 404  # not saved
+    page.click("#save-agent")
+    expect(page.locator("#validation")).to_contain_text("Saved agent reviewer")
+    expect(page.locator('#agents li[data-name="reviewer"]')).to_contain_text("yours")
+    assert httpx.get(f"{server.url}/v1beta/agents/reviewer").status_code == 200
