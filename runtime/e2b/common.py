@@ -18,7 +18,7 @@ import posixpath
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
@@ -30,6 +30,9 @@ from runtime.store.base import SandboxRecord
 from sandbox.api import Sandbox
 from sandbox.errors import SandboxError
 from sandbox.rpc.client import ProcessPipe
+
+if TYPE_CHECKING:
+    from runtime.e2b.pty import PtySession
 
 ENVD_VERSION = "0.6.1"
 """What we answer as envd's version: octet-stream uploads and default user, no file metadata."""
@@ -66,6 +69,8 @@ class Command:
     task: asyncio.Task[Any] | None = None
     pipe: ProcessPipe | None = None
     """Set when started with stdin (`Sandbox.pipe`)."""
+    pty: PtySession | None = None
+    """Set when started with a PTY (the engine's TTY exec, runtime/e2b/pty.py)."""
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     """Set by a kill of a piped command (its stream then ends and closes the pipe)."""
     listeners: list[asyncio.Queue[bytes | None]] = field(default_factory=list)

@@ -5,7 +5,8 @@ Commands run as the sandbox's one non-root user, E2B's `user` (another `user=` i
 common.sandbox_for); `/home/user` is the
 workspace (paths are translated both ways). Commands with stdin run through `Sandbox.pipe`
 (stderr arrives at the end); `commands.connect` follows a running command from then on.
-PTY, streamed stdin and directory watches answer `unimplemented` naming the feature.
+A PTY is the engine's TTY exec (runtime/e2b/pty.py). Streamed stdin answers `unimplemented`
+naming the feature.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from runtime.e2b.common import (
     E2BError,
     E2BState,
     Unsupported,
+    api_state,
     sandbox_for,
     status_of,
     to_corral,
@@ -45,6 +47,7 @@ from runtime.e2b.connect import (
     read_request,
     timeout_of,
 )
+from runtime.e2b.pty import PtySession
 from runtime.e2b.routes import ConnectRoute, E2BRoute
 from runtime.errors import NotFound
 from sandbox.api import Sandbox
@@ -52,9 +55,10 @@ from sandbox.errors import SandboxError
 from sandbox.types import FileInfo
 
 STREAM_QUEUE = 64
+EXIT_POLLS = 50
+EXIT_POLL = 0.02
 UNSUPPORTED = {
     "/process.Process/StreamInput": "command stdin (stream_input)",
-    "/process.Process/Update": "PTY (resize)",
     "/filesystem.Filesystem/WatchDir": "watch_dir",
     "/filesystem.Filesystem/CreateWatcher": "watch_dir",
     "/filesystem.Filesystem/GetWatcherEvents": "watch_dir",
@@ -70,8 +74,6 @@ def router(e2b: E2BState) -> APIRouter:
         try:
             sb = await sandbox_for(request, e2b)
             msg = await read_request(request)
-            if msg.get("pty"):
-                raise Unsupported("PTY")
             proc = msg.get("process") or {}
             cmd = str(proc.get("cmd") or "")
             if not cmd:
@@ -79,11 +81,24 @@ def router(e2b: E2BState) -> APIRouter:
             args = [str(a) for a in proc.get("args") or []]
             envs = {str(k): str(v) for k, v in (proc.get("envs") or {}).items()}
             cwd = to_corral(str(proc.get("cwd") or HOME))
+            command = Command(e2b.next_pid(), cmd, args, envs, to_e2b(cwd), msg.get("tag"))
+            if msg.get("pty") is not None:
+                rows, cols = _size(msg["pty"])
+                command.pty = await PtySession.start(
+                    api_state(request).hub.backend,
+                    sb,
+                    [cmd, *args],
+                    cwd=cwd,
+                    env={**sb.env, **envs},
+                    rows=rows,
+                    cols=cols,
+                )
         except Exception as exc:
             status, message = status_of(exc) if not isinstance(exc, ValueError) else (400, str(exc))
             return _stream_response(_one(end_stream(status, message)))
-        command = Command(e2b.next_pid(), cmd, args, envs, to_e2b(cwd), msg.get("tag"))
-        if msg.get("stdin"):
+        if command.pty is not None:
+            frames = _run_pty(e2b, sb, command, command.pty, timeout_of(request))
+        elif msg.get("stdin"):
             frames = _run_piped(e2b, sb, command, cwd, timeout_of(request))
         else:
             frames = _run(e2b, sb, command, cwd, timeout_of(request))
@@ -121,7 +136,9 @@ def router(e2b: E2BState) -> APIRouter:
         if not found:
             raise E2BError(404, f"process {selector} not found")
         for c in found:
-            if c.pipe is not None:
+            if c.pty is not None:
+                await c.pty.kill(sb)
+            elif c.pipe is not None:
                 c.stopped.set()
             elif c.task is not None:
                 c.task.cancel()
@@ -133,7 +150,12 @@ def router(e2b: E2BState) -> APIRouter:
         command = await _selected(request)
         data = (await read_request(request)).get("input") or {}
         if "pty" in data:
-            raise Unsupported("PTY")
+            if command.pty is None:
+                raise E2BError(400, f"process {command.pid} was not started with a PTY")
+            await command.pty.write(base64.b64decode(str(data.get("pty") or "")))
+            return {}
+        if command.pty is not None:
+            raise E2BError(400, f"process {command.pid} has a PTY: send its input as pty")
         if command.pipe is None:
             raise E2BError(400, f"process {command.pid} was not started with stdin=True")
         await command.pipe.write(base64.b64decode(str(data.get("stdin") or "")))
@@ -167,6 +189,18 @@ def router(e2b: E2BState) -> APIRouter:
         command.listeners.append(queue)
         return _stream_response(_follow(command, queue))
 
+    async def update(request: Request) -> dict[str, Any]:
+        """Resize a PTY (the only update envd has)."""
+        command = await _selected(request)
+        pty = (await read_request(request)).get("pty")
+        if pty is None:
+            return {}
+        if command.pty is None:
+            raise E2BError(400, f"process {command.pid} was not started with a PTY")
+        await command.pty.resize(*_size(pty))
+        return {}
+
+    r.add_api_route("/process.Process/Update", update, methods=["POST"])
     r.add_api_route("/process.Process/Connect", connect, methods=["POST"])
     r.add_api_route("/process.Process/SendInput", send_input, methods=["POST"])
     r.add_api_route("/process.Process/CloseStdin", close_stdin, methods=["POST"])
@@ -475,6 +509,59 @@ async def _run_piped(
     finally:
         procs.pop(command.pid, None)
         await pipe.aclose()
+
+
+def _size(pty: Any) -> tuple[int, int]:
+    """(rows, cols) of envd's `PTY {size {rows, cols}}`."""
+    size = (pty.get("size") if isinstance(pty, dict) else None) or {}
+    try:
+        return int(size.get("rows") or 24), int(size.get("cols") or 80)
+    except (TypeError, ValueError):
+        raise E2BError(400, f"invalid PTY size {size!r}") from None
+
+
+async def _run_pty(
+    e2b: E2BState, sb: Sandbox, command: Command, pty: PtySession, timeout: float | None
+) -> AsyncIterator[bytes]:
+    """A PTY as envd's event stream: start, pty data..., end. The client going away or the
+    stream's deadline kills the PTY's session, as for other commands."""
+    procs = e2b.commands.setdefault(sb.id, {})
+    procs[command.pid] = command
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    ended = False
+    try:
+        yield envelope({"event": {"start": {"pid": command.pid}}})
+        while True:
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            try:
+                data = await asyncio.wait_for(pty.read(), left)
+            except TimeoutError:
+                yield end_stream(504, "PTY timed out")
+                return
+            if not data:
+                break
+            yield envelope({"event": {"data": {"pty": b64(data)}}})
+        ended = True
+        code = None
+        for _ in range(EXIT_POLLS):  # the engine notes the exit just after the stream ends
+            if (code := await pty.exit_code()) is not None:
+                break
+            await asyncio.sleep(EXIT_POLL)
+        if pty.killed or code is None:
+            end: dict[str, Any] = {"exitCode": -1, "exited": False, "status": "signal: killed"}
+        else:
+            end = {"exitCode": code, "exited": True, "status": f"exit status {code}"}
+        yield envelope({"event": {"end": end}})
+        yield end_stream()
+    except SandboxError as exc:
+        yield end_stream(*status_of(exc))
+    finally:
+        procs.pop(command.pid, None)
+        if not ended:
+            with contextlib.suppress(SandboxError, OSError):
+                await pty.kill(sb)
+        pty.close()
 
 
 def _abs(path: str) -> str:

@@ -5,6 +5,7 @@ kill, set timeout. Same keys (sent as `X-API-KEY`), tenancy and ceilings as
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 from datetime import timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runtime.api.admission import check_ceilings, create_counted
 from runtime.api.schemas import CreateSandbox
+from runtime.e2b import metrics
 from runtime.e2b.common import (
     ENVD_VERSION,
     E2BError,
@@ -30,6 +32,7 @@ from runtime.views import iso
 DEFAULT_TIMEOUT = 300
 """E2B's default sandbox timeout (seconds)."""
 MAX_TIMEOUT = 24 * 3600
+MAX_METRICS_IDS = 100
 
 
 class NewSandbox(BaseModel):
@@ -141,13 +144,45 @@ def router(e2b: E2BState) -> APIRouter:
     r.add_api_route("/v2/sandboxes", list_, methods=["GET"])
     r.add_api_route("/sandboxes", list_, methods=["GET"])
 
-    r.add_api_route("/sandboxes/metrics", _refuse("metrics"), methods=["GET"])  # before {id}
+    async def metrics_of(request: Request, rec: SandboxRecord) -> list[dict[str, Any]]:
+        """[one sample, now] if now is inside `?start=&end=` (Unix seconds); no history."""
+        q = request.query_params
+        now = time.time()
+        start, end = _unix(q.get("start"), "start"), _unix(q.get("end"), "end")
+        if rec.state == "paused" or (start is not None and now < start - 1):
+            return []
+        if end is not None and now > end + 1:
+            return []
+        return [await metrics.sample(api_state(request).hub.backend, rec)]
+
+    async def many_metrics(request: Request) -> dict[str, Any]:
+        who = principal(request)
+        ids = [i for i in request.query_params.get("sandbox_ids", "").split(",") if i]
+        if not ids:
+            raise E2BError(400, "sandbox_ids is required")
+        if len(ids) > MAX_METRICS_IDS:
+            raise E2BError(400, f"at most {MAX_METRICS_IDS} sandbox_ids")
+        hub = api_state(request).hub
+        out: dict[str, Any] = {}
+        for sandbox_id in dict.fromkeys(ids):
+            got = await metrics_of(request, await hub.get(who.tenant, sandbox_id))
+            if got:
+                out[sandbox_id] = got[0]
+        return {"sandboxes": out}
+
+    r.add_api_route("/sandboxes/metrics", many_metrics, methods=["GET"])  # before {id}
 
     async def get(sandbox_id: str, request: Request) -> dict[str, Any]:
         who = principal(request)
         return detail(request, await api_state(request).hub.get(who.tenant, sandbox_id), token=True)
 
     r.add_api_route("/sandboxes/{sandbox_id}", get, methods=["GET"])
+
+    async def metrics_(sandbox_id: str, request: Request) -> list[dict[str, Any]]:
+        who = principal(request)
+        return await metrics_of(request, await api_state(request).hub.get(who.tenant, sandbox_id))
+
+    r.add_api_route("/sandboxes/{sandbox_id}/metrics", metrics_, methods=["GET"])
 
     async def kill(sandbox_id: str, request: Request) -> Response:
         who = principal(request)
@@ -212,7 +247,6 @@ def router(e2b: E2BState) -> APIRouter:
         ("/sandboxes/{sandbox_id}/refreshes", ["POST"], "refresh"),
         ("/sandboxes/{sandbox_id}/fork", ["POST"], "fork"),
         ("/sandboxes/{sandbox_id}/snapshots", ["POST"], "snapshots"),
-        ("/sandboxes/{sandbox_id}/metrics", ["GET"], "metrics"),
         ("/sandboxes/{sandbox_id}/logs", ["GET"], "logs"),
         ("/v2/sandboxes/{sandbox_id}/logs", ["GET"], "logs"),
         ("/sandboxes/{sandbox_id}/network", ["PUT"], "network update"),
@@ -230,6 +264,15 @@ def router(e2b: E2BState) -> APIRouter:
         r.add_api_route(prefix, _refuse(feature), methods=every)
         r.add_api_route(prefix + "/{rest:path}", _refuse(feature), methods=every)
     return r
+
+
+def _unix(raw: str | None, name: str) -> float | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        return float(int(raw))
+    except ValueError:
+        raise E2BError(400, f"{name} must be Unix seconds, got {raw!r}") from None
 
 
 def _refuse(feature: str) -> Any:

@@ -7,6 +7,7 @@ import io
 import os
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -173,16 +174,45 @@ def test_lifecycle_and_tenancy(sb: Sandbox, srv: ServerThread) -> None:
 def test_refused(sb: Sandbox) -> None:
     with pytest.raises(SandboxException, match="watch_dir"):
         sb.files.watch_dir("/home/user")
-    with pytest.raises(SandboxException, match="PTY"):
-        sb.pty.create(size=__import__("e2b").PtySize(rows=24, cols=80))
-    with pytest.raises(SandboxException, match="metrics"):
-        sb.get_metrics()
     from e2b import Template
 
     with pytest.raises(Exception, match="templates is not supported"):
         Template.get_tags("base")
     with pytest.raises(SandboxException, match="template 'no-such-template' not found"):
         Sandbox.create(template="no-such-template")
+
+
+def test_metrics(sb: Sandbox) -> None:
+    """One sample, now: CPU share while the sandbox burns CPU, memory and the workspace's
+    disk, which grows with a file written there; a window in the past has no samples."""
+    sb.commands.run("head -c 20000000 /dev/zero > /home/user/fill")
+    burn = sb.commands.run("while :; do :; done", background=True)
+    try:
+        [m] = sb.get_metrics()
+    finally:
+        burn.kill()
+    assert m.cpu_count == 1
+    assert 5 < m.cpu_used_pct <= 100  # a busy loop, on a machine that may be busy too
+    assert 0 < m.mem_used < m.mem_total
+    assert m.disk_total == 1024**3  # the sandbox's default workspace size
+    assert 20_000_000 <= m.disk_used < 40_000_000
+    assert abs(m.timestamp.timestamp() - time.time()) < 60
+    old = datetime.now(UTC) - timedelta(hours=2)
+    assert sb.get_metrics(start=old, end=old + timedelta(minutes=5)) == []
+    assert len(Sandbox.get_metrics(sb.sandbox_id)) == 1
+    with pytest.raises(NotFoundException):
+        Sandbox.get_metrics(sb.sandbox_id, api_key="key-b")
+
+
+async def test_metrics_async(srv: ServerThread) -> None:
+    box = await AsyncSandbox.create(timeout=60)
+    try:
+        [m] = await box.get_metrics()
+        assert 0 < m.mem_used < m.mem_total and m.disk_total > 0
+        await box.pause()
+        assert await box.get_metrics() == []  # paused: nothing runs, no sample
+    finally:
+        await box.kill()
 
 
 def test_pause_resume(sb: Sandbox) -> None:
