@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
-import pytest
 
 from runtime.api.auth import ApiKeys
 from runtime.api.config import ApiConfig
