@@ -127,6 +127,21 @@ def test_files(sb: Sandbox) -> None:
         sb.files.read("/home/user/missing.txt")
 
 
+def test_home_user_in_shell_commands(sb: Sandbox) -> None:
+    """/home/user is the workspace for shell commands too (a symlink baked into the image's
+    read-only root), so commands and the files API agree on it; it cannot be retargeted."""
+    r = sb.commands.run("echo hi > /home/user/a && cat /home/user/a")
+    assert r.stdout == "hi\n"
+    assert sb.files.read("/home/user/a") == "hi\n"
+    sb.files.write("/home/user/sub/b.txt", "from files")
+    assert sb.commands.run("cat /home/user/sub/b.txt").stdout == "from files"
+    assert sb.commands.run("cd /home/user && pwd -P").stdout == "/workspace\n"
+    for attack in ("rm /home/user", "ln -sfn /etc /home/user", "mv /home/user /tmp/x"):
+        with pytest.raises(CommandExitException):
+            sb.commands.run(attack)
+    assert sb.commands.run("readlink /home/user").stdout == "/workspace\n"
+
+
 def test_large_files_and_info(sb: Sandbox) -> None:
     data = os.urandom(12 * 1024**2)  # over the 10 MiB JSON cap: uploads have their own
     sb.files.write("/home/user/big.bin", data)  # multipart, as the SDK sends bytes
