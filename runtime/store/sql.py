@@ -8,13 +8,17 @@ and PostgreSQL).
 Event ids come from a counter column on the interaction row, incremented by the same transaction
 that inserts the events: the row lock (PostgreSQL) or the write lock (SQLite) serialises
 appenders, so ids are gap-free and monotonic across any number of processes.
+
+In a fleet (several nodes on one PostgreSQL) the store knows its node (`set_node`): the runs it
+creates are leased to that node from birth, and its writes for a run are fenced by the lease
+epoch it holds (`runtime.store.leases`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import (
@@ -31,11 +35,13 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from runtime.errors import Conflict, NotFound, StorageFull, StoreUnavailable
 from runtime.settings import Settings
+from runtime.store import leases
 from runtime.store.base import (
     AgentRecord,
     ArtifactRecord,
     EventRecord,
     InteractionRecord,
+    NodeRecord,
     SandboxRecord,
     WebhookDeliveryRecord,
     utcnow,
@@ -49,6 +55,7 @@ from runtime.store.models import (
     EventRow,
     IdempotencyRow,
     InteractionRow,
+    NodeRow,
     SandboxRow,
     WebhookDeliveryRow,
 )
@@ -85,6 +92,7 @@ _BUMP_EVENT_COUNTER = (
     .values(last_event_id=I.last_event_id + bindparam("n"))
     .returning(I.last_event_id)
 )
+_BUMP_EVENT_COUNTER_FENCED = _BUMP_EVENT_COUNTER.where(I.lease_epoch == bindparam("epoch"))
 _INSERT_EVENTS = insert(EventRow)
 
 
@@ -98,6 +106,15 @@ class SqlStore:
 
     def __init__(self, runner: TxRunner) -> None:
         self._runner = runner
+        self.node: str | None = None
+        """This process's node id in a fleet (None: leases are not used)."""
+        self.lease_ttl = 15.0
+        # interaction id -> the lease epoch this node holds for it (see runtime.store.leases).
+        self._fences: dict[str, int] = {}
+
+    def set_node(self, node: str, lease_ttl: float) -> None:
+        """Lease the runs this store creates to `node`, for `lease_ttl` seconds per renewal."""
+        self.node, self.lease_ttl = node, lease_ttl
 
     @classmethod
     async def open(cls, url: str) -> SqlStore:
@@ -165,10 +182,16 @@ class SqlStore:
     # Interactions -----------------------------------------------------------------------------
     async def create_interaction(self, rec: InteractionRecord) -> InteractionRecord:
         values = dataclasses.asdict(rec) | {"last_event_id": 0}
+        if self.node is not None and rec.status == leases.IN_PROGRESS:
+            # Born leased to this node: no other node may take it while we renew the lease.
+            expires = utcnow() + timedelta(seconds=self.lease_ttl)
+            values |= {"owner_node": self.node, "lease_expires_at": expires, "lease_epoch": 1}
         try:
             await self._write(_execute, insert(InteractionRow).values(**values))
         except Conflict as e:
             raise Conflict(f"interaction {rec.id} already exists") from e
+        if self.node is not None and rec.status == leases.IN_PROGRESS:
+            self._fences[rec.id] = 1
         return InteractionRecord(**values)
 
     async def get_interaction(self, tenant: str, interaction_id: str) -> InteractionRecord:
@@ -184,15 +207,16 @@ class SqlStore:
         unknown = set(fields) - _INTERACTION_MUTABLE
         if unknown:
             raise TypeError(f"cannot update interaction field(s): {', '.join(sorted(unknown))}")
+        epoch = self._fences.get(interaction_id)
         stmt = (
             update(InteractionRow)
-            .where(_interaction(tenant, interaction_id))
+            .where(_interaction(tenant, interaction_id), leases.fenced(epoch))
             .values(**fields, updated=utcnow())
             .returning(*InteractionRow.__table__.c)
         )
-        rows = await self._write(_all_rows, stmt)
-        if not rows:
-            raise NotFound(f"interaction {interaction_id} not found")
+        rows = await self._write(_fenced_rows, stmt, interaction_id, epoch, tenant)
+        if fields.get("status", leases.IN_PROGRESS) != leases.IN_PROGRESS:
+            self._fences.pop(interaction_id, None)  # ended: the lease no longer matters
         return _record(InteractionRecord, rows[0])
 
     async def list_interactions(
@@ -230,7 +254,8 @@ class SqlStore:
     ) -> list[EventRecord]:
         if not events:
             return []
-        return await self._write(_append_events_tx, interaction_id, events)
+        epoch = self._fences.get(interaction_id)
+        return await self._write(_append_events_tx, interaction_id, events, epoch)
 
     async def list_events(
         self, interaction_id: str, *, after: int = 0, limit: int | None = None
@@ -319,6 +344,8 @@ class SqlStore:
     # Sandboxes --------------------------------------------------------------------------------
     async def record_sandbox(self, rec: SandboxRecord) -> None:
         values = dataclasses.asdict(rec)
+        if values["node"] is None:
+            values["node"] = self.node  # the node recording it is the one whose engine runs it
         await self._upsert(SandboxRow, {"id": values.pop("id")}, values)
 
     async def get_sandbox(self, sandbox_id: str, *, tenant: str | None = None) -> SandboxRecord:
@@ -337,6 +364,81 @@ class SqlStore:
         stmt = delete(SandboxRow).where(_sandbox(sandbox_id, tenant))
         if await self._write(_rowcount, stmt) == 0:
             raise NotFound(f"sandbox {sandbox_id} not found")
+
+    async def sandbox_node(self, sandbox_id: str) -> str | None:
+        """The node whose engine runs the sandbox (None: recorded without a node id)."""
+        return await self._read(leases.sandbox_node, sandbox_id)
+
+    # Nodes and leases (runtime/store/leases.py) ----------------------------------------------
+    async def upsert_node(self, rec: NodeRecord) -> None:
+        await self._write(leases.upsert_node, rec)
+
+    async def get_node(self, node_id: str) -> NodeRecord:
+        rows = await self._rows(select(NodeRow.__table__).where(NodeRow.__table__.c.id == node_id))
+        if not rows:
+            raise NotFound(f"node {node_id} not found")
+        return leases.node_record(rows[0])
+
+    async def list_nodes(self, *, alive_within: float | None = None) -> list[NodeRecord]:
+        """All nodes, or those whose last heartbeat is at most `alive_within` seconds old."""
+        since = None if alive_within is None else utcnow() - timedelta(seconds=alive_within)
+        return await self._read(leases.list_nodes, since)
+
+    async def delete_node(self, node_id: str) -> None:
+        await self._write(_execute, delete(NodeRow).where(NodeRow.__table__.c.id == node_id))
+
+    async def heartbeat(
+        self, running: set[str], *, draining: bool = False, capacity: int | None = None
+    ) -> set[str] | None:
+        """Renew this node's row and the leases of the runs it executes (`running`).
+
+        Returns the ids still leased to it: a run in `running` but not returned was taken by
+        another node. None when this node's row is gone (re-register with `upsert_node`)."""
+        assert self.node is not None, "set_node first"
+        held = await self._write(
+            leases.heartbeat, self.node, set(running), utcnow(), self.lease_ttl, draining
+        )
+        if held is not None:
+            for iid in set(running) - held:
+                self._fences.pop(iid, None)
+        return held
+
+    async def claim_interaction(self, interaction_id: str) -> InteractionRecord | None:
+        """Lease an in-progress run nobody holds (or whose lease expired) to this node."""
+        assert self.node is not None, "set_node first"
+        rec = await self._write(leases.claim, interaction_id, self.node, utcnow(), self.lease_ttl)
+        if rec is not None:
+            self._fences[rec.id] = rec.lease_epoch
+        return rec
+
+    async def claim_expired(
+        self, running: set[str], *, limit: int
+    ) -> list[tuple[InteractionRecord, str | None]]:
+        """Lease up to `limit` in-progress runs whose owner stopped renewing to this node (never
+        one of `running`); each with the node that held it (None: it had no owner)."""
+        assert self.node is not None, "set_node first"
+        if limit <= 0:
+            return []
+        got = await self._write(
+            leases.claim_expired, self.node, set(running), utcnow(), self.lease_ttl, limit
+        )
+        for rec, _ in got:
+            self._fences[rec.id] = rec.lease_epoch
+        return got
+
+    async def release_interaction(self, interaction_id: str) -> bool:
+        """Give up this node's lease on a run (drain): any node may claim it at once.
+
+        The fence stays: a write this node still makes for the run is refused once another
+        node has claimed it."""
+        epoch = self._fences.get(interaction_id)
+        if self.node is None or epoch is None:
+            return False
+        return await self._write(leases.release, interaction_id, self.node, epoch)
+
+    def holds(self, interaction_id: str) -> int | None:
+        """The lease epoch this store writes `interaction_id` under (None: unfenced)."""
+        return self._fences.get(interaction_id)
 
     # Webhook deliveries -----------------------------------------------------------------------
     async def add_webhook_delivery(self, rec: WebhookDeliveryRecord) -> WebhookDeliveryRecord:
@@ -417,6 +519,15 @@ def _all_rows(conn: Connection, stmt: Any) -> list[Any]:
     return list(conn.execute(stmt).all())
 
 
+def _fenced_rows(
+    conn: Connection, stmt: Any, interaction_id: str, epoch: int | None, tenant: str
+) -> list[Any]:
+    rows = list(conn.execute(stmt).all())
+    if not rows:
+        raise leases.lost_or_missing(conn, interaction_id, epoch, tenant)
+    return rows
+
+
 def _upsert_tx(
     conn: Connection,
     table: type[Base],
@@ -439,12 +550,20 @@ def _delete_interaction_tx(conn: Connection, tenant: str, interaction_id: str) -
 
 
 def _append_events_tx(
-    conn: Connection, interaction_id: str, events: list[tuple[str, dict[str, Any]]]
+    conn: Connection,
+    interaction_id: str,
+    events: list[tuple[str, dict[str, Any]]],
+    epoch: int | None,
 ) -> list[EventRecord]:
     n = len(events)
-    last = conn.execute(_BUMP_EVENT_COUNTER, {"iid": interaction_id, "n": n}).scalar_one_or_none()
+    if epoch is None:
+        bumped = conn.execute(_BUMP_EVENT_COUNTER, {"iid": interaction_id, "n": n})
+    else:
+        params = {"iid": interaction_id, "n": n, "epoch": epoch}
+        bumped = conn.execute(_BUMP_EVENT_COUNTER_FENCED, params)
+    last = bumped.scalar_one_or_none()
     if last is None:
-        raise NotFound(f"interaction {interaction_id} not found")
+        raise leases.lost_or_missing(conn, interaction_id, epoch)
     now = utcnow()
     recs = [
         EventRecord(interaction_id, last - n + 1 + i, event_type, payload, now)
