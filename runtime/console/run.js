@@ -161,7 +161,8 @@ export function renderRun(main, runId) {
       card("note", "Artifact skipped", `${data.path || ""}: ${data.message || data.reason || ""}`);
     } else if (type === "network.refused") {
       const where = data.url || `${data.host}:${data.port}`;
-      card("refused", "Network refused", h("div", { class: "text" }, `${where} — ${data.reason || ""}${data.message ? `: ${data.message}` : ""}`));
+      const by = data.source ? ` (${data.source})` : "";
+      card("refused", `Network refused${by}`, h("div", { class: "text" }, `${where} — ${data.reason || ""}${data.message ? `: ${data.message}` : ""}`));
     } else if (type === "error") {
       const e = data.error || {};
       card("error", "Error", h("div", { class: "text" }, `${e.code || "error"}: ${e.message || ""}`));
