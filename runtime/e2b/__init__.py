@@ -27,5 +27,9 @@ def routers(templates: Mapping[str, str] | None = None) -> list[APIRouter]:
     """The E2B routes, sharing one state (built when the app is, never at import time)."""
     from runtime.e2b import envd, interpreter, lifecycle
 
-    state = E2BState(templates=dict(templates) if templates else templates_from_env())
+    state = E2BState(
+        templates=dict(templates)
+        if templates
+        else interpreter.with_matplotlib(templates_from_env())
+    )
     return [lifecycle.router(state), envd.router(state), interpreter.router(state)]

@@ -11,6 +11,9 @@ cell (KeyboardInterrupt; a cell that ignores it has its context's process killed
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,6 +25,43 @@ from sandbox.errors import InvalidArgument, LimitExceeded
 from sandbox.interp import CodeContext, Interpreter
 
 LANGUAGES = (None, "python")
+TEMPLATE = "code-interpreter-v1"
+MATPLOTLIB_IMAGE = "corral/research"
+"""The image with matplotlib (and numpy, pandas); not built by default (`corral images build
+research`)."""
+
+
+def with_matplotlib(
+    templates: dict[str, str], env: Mapping[str, str] = os.environ
+) -> dict[str, str]:
+    """`code-interpreter-v1` is the image with matplotlib when it is built here, as E2B's has
+    it; else what `templates` says (corral/base). Decided when the server starts; a template
+    named in `CORRAL_E2B_TEMPLATES` is left as given."""
+    named = {
+        item.partition("=")[0].strip() for item in env.get("CORRAL_E2B_TEMPLATES", "").split(",")
+    }
+    if TEMPLATE in named or not _image_present(MATPLOTLIB_IMAGE):
+        return templates
+    return {**templates, TEMPLATE: MATPLOTLIB_IMAGE}
+
+
+def _image_present(tag: str) -> bool:
+    import docker
+    import docker.errors
+
+    try:
+        client = docker.from_env(timeout=5)
+    except docker.errors.DockerException:
+        return False
+    try:
+        client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return False
+    except Exception:  # no engine here (unit tests, docs builds): the default stands
+        return False
+    finally:
+        client.close()
+    return True
 
 
 class ExecuteBody(BaseModel):

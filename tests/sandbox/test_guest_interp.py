@@ -196,3 +196,35 @@ async def test_hostile_cells(client: RpcClient) -> None:
     cell = await interp.run("import os, sys\nos.write(int(sys.argv[2]), b'\\0\\0\\0\\x02{}')")
     assert cell.restarted and cell.error is not None and "unexpected event" in cell.error.value
     assert (await interp.run("2 * 21")).result == {"text/plain": "42"}
+
+
+async def test_restart_or_remove_while_a_cell_runs(client: RpcClient) -> None:
+    interp = Interpreter(client)
+    ctx = await interp.create()
+    for context, stop in (("default", interp.restart), (ctx.id, interp.remove)):
+        started = asyncio.Event()
+        task = asyncio.ensure_future(
+            interp.run(
+                "import time\nprint('go')\nwhile True: time.sleep(0.01)",
+                context=context,
+                on_output=lambda kind, data, started=started: started.set(),
+            )
+        )
+        await started.wait()
+        await stop(context)
+        cell = await task
+        assert cell.restarted and cell.error is not None and cell.error.name == "KernelDied"
+        assert "restarted" in cell.error.value
+    assert [c.id for c in await interp.list()] == ["default"]
+    assert (await interp.run("'fresh'")).result == {"text/plain": "'fresh'"}
+
+
+async def test_subprocess_output_and_binary_writes(client: RpcClient) -> None:
+    seen: list[tuple[str, Any]] = []
+    cell = await Interpreter(client).run(
+        "import os, sys\nos.system('echo from-a-child')\nsys.stdout.buffer.write('é\\n'.encode())\n"
+        "print('x', end='')",
+        on_output=lambda kind, data: seen.append((kind, data)),
+    )
+    assert cell.error is None
+    assert seen == [("stdout", "from-a-child\n"), ("stdout", "é\n"), ("stdout", "x")]
