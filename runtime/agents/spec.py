@@ -34,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from runtime.agents.readable import unreadable
 from runtime.errors import AgentSpecError
 from sandbox.spec import (
     MAX_DISK,
@@ -439,6 +440,9 @@ class AgentSpec(_Model):
             spec = cls.model_validate(dict(data), context=context)
         except ValidationError as e:
             raise AgentSpecError(format_errors(source, e)) from None
+        for i, d in enumerate(spec.data):
+            if (why := unreadable(d.source)) is not None:
+                raise AgentSpecError(f"{source}: data[{i}]: {why}")
         spec._source = source
         return spec
 
