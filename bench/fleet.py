@@ -1,0 +1,306 @@
+"""Fleet benchmarks: 1, 2 and 3 `corral serve` nodes on one PostgreSQL, on this machine.
+
+    CORRAL_TEST_POSTGRES_URL=postgresql+asyncpg://corral@127.0.0.1:55432/corral_test \\
+        .venv/bin/python bench/fleet.py [--runs 24] [--concurrency 6] [--nodes 1,2,3]
+
+(`bash .ci/postgres.sh` starts a throwaway PostgreSQL and prints that URL.) Each node count
+gets a fresh database. Prints figures, never pass/fail:
+- runs/s and create -> completed p50/p95 for background `agent=` runs (scripted model: one
+  `exec true` in a real sandbox, then an answer). Runs are created round robin on the nodes,
+  and each is followed over SSE from the *next* node, so the time includes the cross-node event
+  fan-out (LISTEN/NOTIFY) that a client of a load-balanced fleet meets;
+- the takeover time after a node dies: a run executing on a node that is killed (-9); from the
+  kill until another node records its next event, and until the run completes there.
+
+All nodes share this machine's 2 cores and Docker engine, so more nodes add coordination, not
+capacity, here: the figures show the fleet's overhead, not its scaling on several machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import yaml
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "bench-key"
+HEADERS = {"x-goog-api-key": KEY}
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(p / 100 * len(s)))]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(url: str) -> AsyncIterator[str]:
+    name = f"corral_bench_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(dsn(url))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    try:
+        yield make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        conn = await asyncpg.connect(dsn(url))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+class Node:
+    def __init__(self, root: Path, db_url: str, name: str) -> None:
+        self.home = root / name
+        self.home.mkdir(parents=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "CORRAL_HOME": str(self.home),
+            "CORRAL_DATABASE_URL": db_url,
+            "CORRAL_API_KEYS": f"{KEY}:bench",
+            "CORRAL_ALLOW_SCRIPTED": "1",
+            "CORRAL_LOG_LEVEL": "warning",
+            # Runs keep their sandbox for follow-ups: the default 10 per tenant would refuse.
+            "CORRAL_TENANT_MAX_SANDBOXES": "1000",
+            "CORRAL_LEASE_TTL": os.environ.get("CORRAL_LEASE_TTL", "6"),
+        }
+        self.log = (self.home / "serve.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "runtime.cli", "serve", "--port", str(self.port)],
+            env=env,
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    async def ready(self, http: httpx.AsyncClient) -> None:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"node exited: {(self.home / 'serve.log').read_text()[-2000:]}")
+            with contextlib.suppress(httpx.TransportError):
+                if (await http.get(f"{self.url}/healthz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+        raise SystemExit("node did not start")
+
+    async def active(self, http: httpx.AsyncClient) -> int:
+        return int((await http.get(f"{self.url}/healthz")).json()["runs_active"])
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@contextlib.asynccontextmanager
+async def fleet(pg: str, n: int, root: Path) -> AsyncIterator[list[Node]]:
+    async with fresh_database(pg) as db:
+        nodes: list[Node] = []
+        try:
+            async with httpx.AsyncClient() as http:
+                for i in range(n):  # one after the other: each applies (or finds) the schema
+                    node = Node(root, db, f"n{n}-{i}")
+                    nodes.append(node)
+                    await node.ready(http)
+            yield nodes
+        finally:
+            for node in nodes:
+                await asyncio.to_thread(node.stop)
+                await asyncio.to_thread(remove_containers, node.home)
+
+
+def remove_containers(home: Path) -> None:
+    """The sandboxes a node kept for follow-ups (and any a killed node left)."""
+    label = f"label=corral.home={home}"
+    found = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", label], capture_output=True, text=True, check=False
+    ).stdout.split()
+    if found:
+        subprocess.run(["docker", "rm", "-f", "-v", *found], capture_output=True, check=False)
+
+
+def agent(root: Path, name: str, command: str) -> dict[str, Any]:
+    path = root / f"{name}.yaml"
+    turns = [
+        {"text": "working", "tool_calls": [{"name": "exec", "arguments": {"command": command}}]},
+        {"text": "done"},
+    ]
+    path.write_text(yaml.safe_dump({"turns": turns}))
+    return {
+        "name": name,
+        "model": f"scripted:{path}",
+        "instructions": "Benchmark agent.",
+        "tools": ["exec"],
+        "limits": {"max_steps": 4, "timeout": 600},
+    }
+
+
+async def follow(http: httpx.AsyncClient, url: str, iid: str) -> dict[str, Any]:
+    """The run's events over SSE until it ends; its final interaction."""
+    params = {"stream": "true"}
+    async with http.stream("GET", f"{url}/v1beta/interactions/{iid}", params=params) as resp:
+        async for line in resp.aiter_lines():
+            if line.startswith("data: "):
+                ev = json.loads(line[6:])
+                if ev["event_type"] == "interaction.completed":
+                    return dict(ev["interaction"])
+    raise RuntimeError(f"stream of {iid} ended without interaction.completed")
+
+
+async def throughput(pg: str, n: int, runs: int, conc: int, root: Path) -> dict[str, Any]:
+    async with fleet(pg, n, root) as nodes:
+        timeout = httpx.Timeout(600, connect=10)
+        async with httpx.AsyncClient(headers=HEADERS, timeout=timeout) as http:
+            spec = agent(root, f"bench{n}", "true")
+            assert (await http.post(f"{nodes[0].url}/v1beta/agents", json=spec)).status_code == 200
+            gate = asyncio.Semaphore(conc)
+            latencies: list[float] = []
+            statuses: dict[str, int] = {}
+
+            async def one(i: int) -> None:
+                async with gate:
+                    creator, viewer = nodes[i % n], nodes[(i + 1) % n]
+                    t0 = time.perf_counter()
+                    r = await http.post(
+                        f"{creator.url}/v1beta/interactions",
+                        json={"agent": spec["name"], "input": "go", "background": True},
+                    )
+                    r.raise_for_status()
+                    final = await follow(http, viewer.url, r.json()["id"])
+                    latencies.append(time.perf_counter() - t0)
+                    statuses[final["status"]] = statuses.get(final["status"], 0) + 1
+
+            # One warm-up run so the first sandbox create does not weigh on the figures.
+            await one(0)
+            latencies.clear()
+            statuses.clear()
+            t0 = time.perf_counter()
+            await asyncio.gather(*(one(i) for i in range(runs)))
+            wall = time.perf_counter() - t0
+    return {
+        "nodes": n,
+        "runs": runs,
+        "concurrency": conc,
+        "runs_per_s": round(runs / wall, 2),
+        "p50_ms": round(pct(latencies, 50) * 1000),
+        "p95_ms": round(pct(latencies, 95) * 1000),
+        "statuses": statuses,
+    }
+
+
+async def takeover(pg: str, root: Path) -> dict[str, Any]:
+    """Kill -9 the node executing a run; when does another node carry it on?"""
+    async with (
+        fleet(pg, 2, root / "takeover") as nodes,
+        httpx.AsyncClient(headers=HEADERS, timeout=600) as http,
+    ):
+        spec = agent(root, "slow", "sleep 3; echo slept")
+        assert (await http.post(f"{nodes[0].url}/v1beta/agents", json=spec)).status_code == 200
+        r = await http.post(
+            f"{nodes[0].url}/v1beta/interactions",
+            json={"agent": "slow", "input": "go", "background": True},
+        )
+        iid = r.json()["id"]
+        owner = None
+        while owner is None:
+            for node in nodes:
+                if await node.active(http):
+                    owner = node
+            await asyncio.sleep(0.05)
+        other = nodes[1] if owner is nodes[0] else nodes[0]
+        await asyncio.sleep(1.0)  # mid-run: inside its `sleep 3`
+        before = (await http.get(f"{other.url}/v1beta/interactions/{iid}")).json()
+        seen = len(before.get("steps") or [])
+        owner.proc.send_signal(signal.SIGKILL)
+        killed = time.perf_counter()
+        await asyncio.to_thread(owner.proc.wait)
+        first_new = None
+        status = "in_progress"
+        deadline = killed + 300
+        while time.perf_counter() < deadline:
+            got = (await http.get(f"{other.url}/v1beta/interactions/{iid}")).json()
+            status = got["status"]
+            if first_new is None and len(got.get("steps") or []) > seen:
+                first_new = time.perf_counter() - killed
+            if status != "in_progress":
+                break
+            await asyncio.sleep(0.1)
+        done = time.perf_counter() - killed
+    return {
+        "status_after": status,
+        "first_step_after_kill_s": None if first_new is None else round(first_new, 2),
+        "completed_after_kill_s": round(done, 2) if status == "completed" else None,
+        "lease_ttl_s": float(os.environ.get("CORRAL_LEASE_TTL", "6")),
+    }
+
+
+def rows(results: list[dict[str, Any]]) -> Iterator[str]:
+    yield "nodes  runs  conc  runs/s  p50 ms  p95 ms  statuses"
+    for r in results:
+        yield (
+            f"{r['nodes']:>5}  {r['runs']:>4}  {r['concurrency']:>4}  {r['runs_per_s']:>6}  "
+            f"{r['p50_ms']:>6}  {r['p95_ms']:>6}  {r['statuses']}"
+        )
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--runs", type=int, default=24)
+    ap.add_argument("--concurrency", type=int, default=6)
+    ap.add_argument("--nodes", default="1,2,3")
+    ap.add_argument("--no-takeover", action="store_true")
+    ap.add_argument("--pg", default=os.environ.get("CORRAL_TEST_POSTGRES_URL"))
+    args = ap.parse_args()
+    if not args.pg:
+        raise SystemExit("set CORRAL_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one) or --pg")
+    with tempfile.TemporaryDirectory(prefix="corral-bench-fleet-") as tmp:
+        root = Path(tmp)
+        results = []
+        for n in (int(x) for x in args.nodes.split(",")):
+            results.append(await throughput(args.pg, n, args.runs, args.concurrency, root))
+            print(json.dumps(results[-1]), flush=True)
+        print("\n".join(rows(results)))
+        if not args.no_takeover:
+            print("takeover:", json.dumps(await takeover(args.pg, root)))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
