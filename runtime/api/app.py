@@ -40,7 +40,6 @@ from runtime.api.routes import (
 )
 from runtime.api.service import InteractionService
 from runtime.controller import Controller, open_controller
-from runtime.ids import new_id
 from runtime.mcp_server.http import McpEndpoint
 from runtime.recovery import recover
 from runtime.settings import Settings
@@ -83,8 +82,8 @@ def create_app(
             stack.push_async_callback(hub.aclose)
             app.state.corral = ApiState(ctl, cfg, metrics, service, hub, secrets, worker, quotas)
             # Several nodes on one PostgreSQL: events, cancels and sandbox calls cross nodes.
-            fleet = running_fleet(ctl, service, new_id("node"))
-            app.state.fleet = await stack.enter_async_context(fleet)
+            fleet = await stack.enter_async_context(running_fleet(ctl, service))
+            app.state.fleet = fleet
             await recover(ctl, restart=service.restart, finished=service.on_finished)
             await stack.enter_async_context(mcp.running())
             worker.start()

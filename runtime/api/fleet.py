@@ -1,6 +1,6 @@
 """The API server's part in a fleet of nodes on one PostgreSQL (nothing on SQLite).
 
-`running_fleet(ctl, service, node)` is entered by the app's lifespan. On PostgreSQL it opens
+`running_fleet(ctl, service)` is entered by the app's lifespan. On PostgreSQL it opens
 the node's LISTEN/NOTIFY connection (`runtime.fleet.notify`), attaches it to the event bus
 (events stored here are announced, events stored elsewhere wake local subscribers, which also
 poll the store every `POLL_SECONDS`), watches for cancel requests aimed at runs this node
@@ -32,6 +32,7 @@ from runtime.events import CANCEL_REQUESTED, TERMINAL_EVENT
 from runtime.fleet import queries
 from runtime.fleet.forward import Forwarder
 from runtime.fleet.notify import PgFanout, asyncpg_dsn
+from runtime.ids import new_id
 from runtime.store.base import InteractionRecord
 
 log = structlog.get_logger("corral.fleet")
@@ -46,7 +47,8 @@ LOCAL_CACHE = 10_000
 
 @dataclass(eq=False)
 class Fleet:
-    node: str
+    origin: str
+    """This node's id as its notifications carry it."""
     ctl: Controller
     service: InteractionService
     fanout: PgFanout
@@ -67,6 +69,11 @@ class Fleet:
                     if got is not None and got.event_type == TERMINAL_EVENT:
                         break
         return await self.ctl.store.get_interaction(rec.tenant, rec.id)
+
+    @property
+    def node(self) -> str:
+        """This node's id: the store's (it records sandboxes and leases under it) once set."""
+        return self.ctl.store.node or self.origin
 
     def owns(self, tenant: str | None, sandbox_id: str) -> bool:
         """Known to be this node's sandbox (no database read needed)."""
@@ -120,13 +127,14 @@ class Fleet:
 
 @asynccontextmanager
 async def running_fleet(
-    ctl: Controller, service: InteractionService, node: str
+    ctl: Controller, service: InteractionService
 ) -> AsyncIterator[Fleet | None]:
     """The node's fleet links while the server runs; None on a database that is not shared."""
     dsn = asyncpg_dsn(ctl.settings.db_url)
     if dsn is None:
         yield None
         return
+    node = ctl.store.node or new_id("node")
     holder: list[Fleet] = []
     fanout = PgFanout(
         dsn,
