@@ -29,6 +29,7 @@ import yaml
 from fastapi import APIRouter, Body
 from fastapi.responses import FileResponse, Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field
 from starlette.routing import Match
 from starlette.types import Scope
 
@@ -88,7 +89,8 @@ def _accepts_html(scope: Scope) -> bool:
     return False
 
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter()
+"""The pages and files (left out of the OpenAPI document) and `agents:validate` (in it)."""
 html_router = APIRouter(include_in_schema=False, route_class=_HtmlRoute)
 
 
@@ -98,17 +100,17 @@ def _index() -> Response:
     )
 
 
-@router.get("/")
+@router.get("/", include_in_schema=False)
 async def runs_page() -> Response:
     return _index()
 
 
-@router.get("/runs/{interaction_id}")
+@router.get("/runs/{interaction_id}", include_in_schema=False)
 async def run_page(interaction_id: str) -> Response:
     return _index()
 
 
-@router.get("/agents")
+@router.get("/agents", include_in_schema=False)
 async def agents_page() -> Response:
     return _index()
 
@@ -118,7 +120,7 @@ async def sandboxes_page() -> Response:
     return _index()
 
 
-@router.get("/console/{name}")
+@router.get("/console/{name}", include_in_schema=False)
 async def asset(name: str) -> Response:
     """One file of `runtime/console/` by plain name (no folders, no dot files)."""
     if not _ASSET_NAME.match(name) or not (ASSETS / name).is_file():
@@ -127,7 +129,18 @@ async def asset(name: str) -> Response:
     return FileResponse(ASSETS / name, media_type=media, headers=SECURITY_HEADERS)
 
 
-@router.post("/v1beta/agents:validate", include_in_schema=True, tags=["agents"])
+class Validation(BaseModel):
+    """The answer of `POST /v1beta/agents:validate` (documentation of the dict returned)."""
+
+    valid: bool
+    agent: dict[str, Any] | None = Field(None, description="The agent as it would be stored.")
+    request: dict[str, Any] | None = Field(
+        None, description="The parsed spec, ready for POST /v1beta/agents."
+    )
+    error: str | None = Field(None, description="Why the spec is invalid, naming the field.")
+
+
+@router.post("/v1beta/agents:validate", tags=["agents"], responses={200: {"model": Validation}})
 async def validate_agent(
     state: StateDep, principal: PrincipalDep, body: dict[str, Any] = Body(...)
 ) -> dict[str, Any]:

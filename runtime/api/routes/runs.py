@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 
 from runtime.api.deps import StateDep, TenantDep
 from runtime.api.errors import BadRequest
@@ -40,7 +41,34 @@ Status = Literal[
 ]
 
 
-@router.get("", response_model=None)
+class RunRow(BaseModel):
+    """One interaction as a row of `GET /v1beta/runs`."""
+
+    id: str
+    status: str
+    agent: str | None
+    model: str | None
+    created: str
+    updated: str
+    duration: float = Field(description="Seconds: created to the end, or to now while running.")
+    finished: bool
+    tokens: int | None = Field(description="Total tokens recorded so far (None: none yet).")
+    input: str = Field(description=f"The task's first {PREVIEW_CHARS} characters of text.")
+    previous_interaction_id: str | None
+    errors: list[dict[str, Any]]
+    last_event_id: int
+
+
+class RunList(BaseModel):
+    runs: list[RunRow]
+    next_before: str | None = Field(None, description="`before` for the next page.")
+
+
+@router.get(
+    "",
+    response_model=None,
+    responses={200: {"model": RunList}, 304: {"description": "Unchanged since `If-None-Match`."}},
+)
 async def list_runs(
     state: StateDep,
     tenant: TenantDep,
