@@ -128,8 +128,15 @@ async def execute(
     watcher = asyncio.ensure_future(_disconnected(request))
     watcher.add_done_callback(lambda _: task.cancel())
     try:
-        while (item := await queue.get()) != _END:
-            yield item
+        done = False
+        while not done:
+            # What is queued goes out in one write (a cell printing fast is not a write a line).
+            items = [await queue.get()]
+            while not queue.empty() and items[-1] != _END:
+                items.append(queue.get_nowait())
+            done = items[-1] == _END
+            if len(items) > done:
+                yield b"".join(items)
     finally:
         watcher.cancel()
         if not task.done():

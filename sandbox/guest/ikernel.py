@@ -33,6 +33,7 @@ import signal
 import struct
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -60,7 +61,10 @@ _busy = [False]
 _writing = [False]
 _pending_interrupt = [False]
 _event_fd = [-1]
-_event_lock = threading.Lock()
+_event_lock = threading.RLock()
+BATCH = 0.005
+"""Seconds a printed line may wait to share an event with the next ones (a loop printing
+100k lines sends a few hundred events, not 100k); a lone line goes at once."""
 
 
 def _on_sigint(signum: int, frame: object) -> None:
@@ -93,14 +97,16 @@ def _write_event(message: dict[str, Any]) -> None:
     """One whole event (threads of the cell print too; a SIGINT waits until it is out)."""
     raw = json.dumps(message).encode()
     view = memoryview(_LEN.pack(len(raw)) + raw)
+    main = threading.current_thread() is threading.main_thread()
     with _event_lock:
-        _writing[0] = True
+        _writing[0] = main  # SIGINT lands in the main thread: only its writes defer it
         try:
             while view:
                 view = view[os.write(_event_fd[0], view) :]
         finally:
-            _writing[0] = False
-    if _pending_interrupt[0] and _busy[0] and threading.current_thread() is threading.main_thread():
+            if main:
+                _writing[0] = False
+    if main and _pending_interrupt[0] and _busy[0]:
         _pending_interrupt[0] = False
         raise KeyboardInterrupt
 
@@ -124,6 +130,7 @@ class _Stream(io.TextIOBase):
         self._fd = fd
         self._parts: list[str] = []
         self._size = 0
+        self._last = 0.0
         self.buffer = _Bytes(self)
 
     def writable(self) -> bool:
@@ -138,18 +145,53 @@ class _Stream(io.TextIOBase):
     def write(self, s: str) -> int:
         if not isinstance(s, str):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
-        self._parts.append(s)
-        self._size += len(s)
-        if "\n" in s or self._size >= 8192:
+        with _event_lock:
+            self._parts.append(s)
+            self._size += len(s)
+            size = self._size
+        if size >= 8192:
             self.flush()
+        elif "\n" in s:
+            if time.monotonic() - self._last >= BATCH:
+                self.flush()
+            else:
+                _flusher.poke()  # more lines may follow: the flusher sends them together
         return len(s)
 
     def flush(self) -> None:
-        if self._parts:
-            text = "".join(self._parts)
-            self._parts.clear()
-            self._size = 0
-            _write_event({"t": "stream", "name": self._kind, "text": text})
+        # Taking the text and writing it under one lock keeps events in order across threads.
+        with _event_lock:
+            if self._parts:
+                text = "".join(self._parts)
+                self._parts.clear()
+                self._size = 0
+                self._last = time.monotonic()
+                _write_event({"t": "stream", "name": self._kind, "text": text})
+
+
+class _Flusher:
+    """A daemon thread that sends lines held back by `_Stream.write` after `BATCH`."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def poke(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="corral-flush", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(BATCH)
+            self._wake.clear()
+            with contextlib.suppress(Exception):  # a closed pipe: the kernel is going away
+                _flush_streams()
+
+
+_flusher = _Flusher()
 
 
 class _Bytes(io.RawIOBase):

