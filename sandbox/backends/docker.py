@@ -19,6 +19,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -481,6 +482,7 @@ def stage_guest(root: Path) -> Path:
             os.chmod(d, 0o755)
     os.chmod(tmp / os.path.basename(AS_AGENT), 0o755)  # run as Playwright's node (guest/privs.py)
     _build_dropexec(tmp)
+    _build_agentspawn(tmp)
     try:
         os.rename(tmp, target)
     except OSError:  # another process staged the same version first
@@ -507,6 +509,29 @@ def _build_dropexec(folder: Path) -> None:
     except (OSError, subprocess.SubprocessError) as exc:
         target.unlink(missing_ok=True)
         log.warning("guest.dropexec_skipped", reason=str(exc)[:200])
+
+
+def _build_agentspawn(folder: Path) -> None:
+    """Compile the guest's `_agentspawn` extension (stable ABI, guest/agentspawn.c): one exec
+    per command instead of dropexec's two. Needs a C compiler and this Python's headers;
+    without them the guest uses dropexec."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    include = sysconfig.get_paths().get("include", "")
+    source, target = folder / "agentspawn.c", folder / "_agentspawn.abi3.so"
+    if cc is None or not os.path.isfile(os.path.join(include, "Python.h")):
+        log.info("guest.agentspawn_skipped", reason="no C compiler or Python headers here")
+        return
+    try:
+        subprocess.run(
+            [cc, "-O2", "-shared", "-fPIC", "-s", f"-I{include}", "-o", str(target), str(source)],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        os.chmod(target, 0o755)
+    except (OSError, subprocess.SubprocessError) as exc:
+        target.unlink(missing_ok=True)
+        log.warning("guest.agentspawn_skipped", reason=str(exc)[:200])
 
 
 def _guest_capabilities() -> list[str]:

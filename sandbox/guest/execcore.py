@@ -21,7 +21,8 @@ from typing import IO, Any, Protocol
 from . import args as A
 from .errors import NOT_A_DIRECTORY, NOT_FOUND, ToolFailure, from_os_error
 from .privs import dropexec, popen_credentials
-from .spawn import spawn_dropped
+from .shellless import plain_argv, shell_env
+from .spawn import native_spawner, spawn_dropped
 
 DEFAULT_OUTPUT_LIMIT = 1 << 20
 TIMEOUT_EXIT = 124
@@ -71,6 +72,13 @@ class Process(Protocol):
     def wait(self, timeout: float | None = None) -> int: ...
 
 
+def spawner() -> str:
+    """How children start here: "native" (_agentspawn), "dropexec", or "fork" (Popen)."""
+    if dropexec() is None:
+        return "fork"
+    return "native" if native_spawner() is not None else "dropexec"
+
+
 def start(
     argv: list[str], *, cwd: str, env: Mapping[str, str], stdin: bool, merge_stderr: bool = False
 ) -> Process:
@@ -78,14 +86,23 @@ def start(
     FileNotFoundError, PermissionError, ... as Popen does.
 
     A server that dropped to the agent starts children through `dropexec` with posix_spawn
-    (vfork) when the staged guest has it; else Popen forks the server (privs.py says why)."""
+    (vfork) when the staged guest has it; else Popen forks the server (privs.py says why). A
+    `/bin/sh -c` string the shell would only exec is exec'd directly (shellless.py)."""
+    program: str | None = None
+    direct = plain_argv(argv, env)
+    if direct is not None:
+        program, argv = direct
+        env = shell_env(env, cwd)
     helper = dropexec()
     proc: Process
     if helper is not None:
-        proc = spawn_dropped(helper, argv, cwd=cwd, env=env, stdin=stdin, merge=merge_stderr)
+        proc = spawn_dropped(
+            helper, argv, program=program, cwd=cwd, env=env, stdin=stdin, merge=merge_stderr
+        )
     else:
         proc = subprocess.Popen(
             argv,
+            executable=program,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,

@@ -28,6 +28,7 @@ from .errors import (
     TOOL_ERROR,
     ToolFailure,
 )
+from .execcore import spawner
 from .execs import base_env, follow, oom_count, resolve_cwd, run_exec
 from .fdio import reap_later
 from .interp import HANDLERS as INTERP_HANDLERS
@@ -236,6 +237,7 @@ async def _info(c: Connection, s: CallState, a: dict[str, Any], p: bytes) -> Res
         "playwright": importlib.util.find_spec("playwright") is not None,
         "oom_counter": oom_count() is not None,
         "prelude": c.guest.prelude,
+        "spawner": spawner(),
     }, b""
 
 
