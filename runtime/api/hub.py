@@ -83,8 +83,13 @@ class SandboxHub:
         return await self.store.list_sandboxes(tenant)
 
     async def connect(self, tenant: str, sandbox_id: str) -> Sandbox:
-        """A live connection to the tenant's sandbox (NotFound for anyone else's)."""
-        rec = await self.store.get_sandbox(sandbox_id, tenant=tenant)
+        """A live connection to the tenant's sandbox (NotFound for anyone else's; Conflict for
+        the sandbox of one of its runs, which belongs to the run)."""
+        try:
+            rec = await self.store.get_sandbox(sandbox_id, tenant=tenant)
+        except NotFound:
+            await self._refuse_run_sandbox(tenant, sandbox_id)
+            raise
         sb = self._open.get(rec.id)
         if sb is not None and not sb.rpc.closed:
             return sb
@@ -155,6 +160,15 @@ class SandboxHub:
             await self.backend.destroy(handle.id)
         if run.sandbox_id == handle.id:
             await self.store.update_interaction(tenant, run.id, sandbox_id=None)
+
+    async def _refuse_run_sandbox(self, tenant: str, sandbox_id: str) -> None:
+        with contextlib.suppress(NotFound):
+            _, why = await self._run_sandbox(tenant, sandbox_id)
+            raise Conflict(
+                f"sandbox {sandbox_id} is kept for interaction {why.interaction}, which uses it; "
+                "continue that run with previous_interaction_id (exec and files are for "
+                "sandboxes created with POST /v1beta/sandboxes)"
+            )
 
     async def _run_sandbox(self, tenant: str, sandbox_id: str) -> tuple[SandboxHandle, Kept]:
         """The sandbox kept for one of the tenant's runs (NotFound for anything else)."""

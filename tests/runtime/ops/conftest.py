@@ -1,5 +1,5 @@
-"""The live-server fixture of the API tests, shared here (not redefined)."""
+"""The live-server and scripted-model fixtures of the API tests, shared here (not redefined)."""
 
-from tests.runtime.api.conftest import start_server
+from tests.runtime.api.conftest import script, start_server
 
-__all__ = ["start_server"]
+__all__ = ["script", "start_server"]

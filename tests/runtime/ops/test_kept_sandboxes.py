@@ -88,6 +88,13 @@ def test_run_sandboxes_are_listed_counted_and_deletable(
         assert http.get(f"{base}/{kept_id}", headers=B).status_code == 404
         assert http.delete(f"{base}/{kept_id}", headers=B).status_code == 404
         assert engine.containers.get(f"corral-{kept_id}").status == "running"
+        # exec and files are for gateway sandboxes: a run's is refused naming the run
+        for headers, status in ((A, 409), (B, 404)):
+            denied = http.post(f"{base}/{kept_id}/exec", json={"command": "id"}, headers=headers)
+            assert denied.status_code == status, denied.text
+        denied = http.post(f"{base}/{kept_id}/exec", json={"command": "id"}, headers=A)
+        assert run["id"] in denied.json()["error"]["message"]
+        assert http.get(f"{base}/{kept_id}/files", headers=A).status_code == 409
 
         assert _metric(http, srv.url, 'corral_sandboxes{kept_for="interaction"}') == 1
         assert _metric(http, srv.url, 'corral_sandboxes{kept_for="explicit"}') == 1
