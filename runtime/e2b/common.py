@@ -33,6 +33,7 @@ from sandbox.rpc.client import ProcessPipe
 
 if TYPE_CHECKING:
     from runtime.e2b.pty import PtySession
+    from runtime.e2b.watch import Watcher
 
 ENVD_VERSION = "0.6.1"
 """What we answer as envd's version: octet-stream uploads and default user, no file metadata."""
@@ -89,6 +90,8 @@ class E2BState:
     and kept in `$CORRAL_HOME/e2b_secret` (0600), so tokens outlive a restart."""
     commands: dict[str, dict[int, Command]] = field(default_factory=dict)
     """sandbox id -> pid -> running command."""
+    watchers: dict[str, dict[str, Watcher]] = field(default_factory=dict)
+    """sandbox id -> watcher id -> polled directory watch (the sync SDK's watch_dir)."""
     _next_pid: int = 1000
 
     def next_pid(self) -> int:

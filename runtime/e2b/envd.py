@@ -25,6 +25,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from runtime.api.downloads import file_response
+from runtime.e2b import watch
 from runtime.e2b.common import (
     HOME,
     WORKSPACE,
@@ -59,10 +60,6 @@ EXIT_POLLS = 50
 EXIT_POLL = 0.02
 UNSUPPORTED = {
     "/process.Process/StreamInput": "command stdin (stream_input)",
-    "/filesystem.Filesystem/WatchDir": "watch_dir",
-    "/filesystem.Filesystem/CreateWatcher": "watch_dir",
-    "/filesystem.Filesystem/GetWatcherEvents": "watch_dir",
-    "/filesystem.Filesystem/RemoveWatcher": "watch_dir",
 }
 
 
@@ -260,6 +257,27 @@ def router(e2b: E2BState) -> APIRouter:
         ("Remove", remove),
     ):
         r.add_api_route(f"/filesystem.Filesystem/{name}", handler, methods=["POST"])
+
+    async def watch_dir(request: Request) -> Response:
+        return _stream_response(await watch.watch_dir_frames(request, e2b))
+
+    async def create_watcher(request: Request) -> dict[str, Any]:
+        return await watch.create_watcher(request, e2b)
+
+    async def get_watcher_events(request: Request) -> dict[str, Any]:
+        return await watch.get_watcher_events(request, e2b)
+
+    async def remove_watcher(request: Request) -> dict[str, Any]:
+        return await watch.remove_watcher(request, e2b)
+
+    watching: tuple[tuple[str, Any], ...] = (
+        ("WatchDir", watch_dir),
+        ("CreateWatcher", create_watcher),
+        ("GetWatcherEvents", get_watcher_events),
+        ("RemoveWatcher", remove_watcher),
+    )
+    for name, endpoint in watching:
+        r.add_api_route(f"/filesystem.Filesystem/{name}", endpoint, methods=["POST"])
 
     for path, feature in UNSUPPORTED.items():
         r.add_api_route(path, _refuse(e2b, feature), methods=["POST"])

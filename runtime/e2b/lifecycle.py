@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runtime.api.admission import check_ceilings, create_counted
 from runtime.api.schemas import CreateSandbox
-from runtime.e2b import metrics
+from runtime.e2b import metrics, watch
 from runtime.e2b.common import (
     ENVD_VERSION,
     E2BError,
@@ -188,6 +188,7 @@ def router(e2b: E2BState) -> APIRouter:
         who = principal(request)
         await api_state(request).hub.delete(who.tenant, sandbox_id)
         e2b.commands.pop(sandbox_id, None)
+        await watch.forget(e2b, sandbox_id)
         return Response(status_code=204)
 
     r.add_api_route("/sandboxes/{sandbox_id}", kill, methods=["DELETE"])

@@ -37,6 +37,7 @@ from .paths import Workspace
 from .prelude import Handover
 from .procs import ProcessTable, run_pipe
 from .pysession import PythonSession
+from .watch import HANDLERS as WATCH_HANDLERS
 from .wire import (
     CHUNK,
     HELLO_REPLY,
@@ -414,6 +415,7 @@ HANDLERS: dict[str, Handler] = {
     "upload": _upload,
     "tar": _tar,
     **INTERP_HANDLERS,  # the code interpreter's contexts (interp.py)
+    **WATCH_HANDLERS,  # directory watches (watch.py)
 }
 
 
