@@ -158,7 +158,10 @@ class _Output:
             if header.get("more") is True:
                 return
             raw, self.display = bytes(self.display), bytearray()
-            bundle = _bundle(D.json_object(raw))
+            try:
+                bundle = _bundle(D.json_object(raw))
+            except RecursionError:
+                raise ProtocolError("guest sent a result nested too deep") from None
             if header.get("main") is True:
                 self.main = bundle
             await self._emit("result" if header.get("main") is True else "display", bundle)

@@ -207,7 +207,7 @@ class _Kernel:
 def _check_event(body: bytes) -> dict[str, Any]:
     try:
         event = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json allows
         raise KernelDied("sent an event that is not JSON") from None
     if not isinstance(event, dict) or event.get("t") not in ("stream", "display", "done"):
         raise KernelDied("sent an unexpected event")
@@ -296,6 +296,10 @@ class Interpreters:
                 f"at most {MAX_CONTEXTS} code contexts per sandbox; remove one first",
             )
         ctx = _Context(os.urandom(16).hex(), language, resolve_cwd(self.root, cwd))
+        try:  # started now (as E2B starts a kernel), so its first cell does not wait for it
+            ctx.kernel = _Kernel(ctx.cwd, self.env)
+        except OSError as exc:
+            raise from_os_error(exc, f"starting Python in {ctx.cwd}") from None
         self.contexts[ctx.id] = ctx
         return ctx
 

@@ -196,6 +196,14 @@ async def test_hostile_cells(client: RpcClient) -> None:
     assert cell.restarted and cell.error is not None and cell.error.name == "KernelDied"
     cell = await interp.run("import os, sys\nos.write(int(sys.argv[2]), b'\\0\\0\\0\\x02{}')")
     assert cell.restarted and cell.error is not None and "unexpected event" in cell.error.value
+    bomb = "b'[' * 200_000"
+    cell = await interp.run(
+        f"import os, struct, sys\nb = {bomb}\nos.write(int(sys.argv[2]), struct.pack('!I', len(b)) + b)"
+    )
+    assert cell.restarted and cell.error is not None and "not JSON" in cell.error.value
+    # a result nested deeper than JSON allows is left out, not a crash
+    cell = await interp.run("x = []\nfor _ in range(100_000): x = [x]\ndisplay(x)\n'ok'")
+    assert cell.error is None and cell.result == {"text/plain": "'ok'"}
     assert (await interp.run("2 * 21")).result == {"text/plain": "42"}
 
 
