@@ -243,7 +243,10 @@ class SandboxHub:
         live = {h.id for h in await self.backend.list()}
         gone = 0
         for rec in await self.store.list_sandboxes():
-            if rec.interaction_id is None and rec.id not in live:
+            # In a fleet another node's sandboxes are never in this backend's list: only the
+            # node whose engine runs a sandbox may forget it (runtime/fleet).
+            theirs = rec.node is not None and rec.node != getattr(self.store, "node", None)
+            if rec.interaction_id is None and rec.id not in live and not theirs:
                 sb = self._open.pop(rec.id, None)
                 if sb is not None:
                     with contextlib.suppress(SandboxError):
