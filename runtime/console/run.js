@@ -134,7 +134,7 @@ export function renderRun(main, runId) {
   async function artifact(a) {
     artifacts.add(a);
     if (!/^image\/(png|jpeg|gif|webp)$/.test(a.media_type || "") && !/\.(png|jpe?g|gif|webp)$/i.test(a.path)) return;
-    const item = card("shot", `Screenshot · ${a.path}`);
+    const item = card("shot", `Image · ${a.path}`);
     try {
       const img = await imageElement(runId, a);
       if (img) item.append(img);

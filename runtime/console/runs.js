@@ -21,14 +21,17 @@ export function renderRuns(main) {
       const res = await request("/v1beta/runs?limit=100", {
         headers: etag ? { "if-none-match": etag } : {},
       });
-      if (res.status !== 304) {
-        etag = res.headers.get("etag");
-        rows = (await res.json()).runs;
-        fetchedAt = Date.now();
+      if (res.status !== 304 || !body.firstChild) {
+        if (res.status !== 304) {
+          etag = res.headers.get("etag");
+          rows = (await res.json()).runs;
+          fetchedAt = Date.now();
+        }
+        draw();
       }
       status.textContent = rows.length ? "" : "No runs yet. Start one with corral run or the API.";
-      draw();
     } catch (err) {
+      etag = null; // the next answer redraws over this error
       append(clear(body), errorBox(err));
       status.textContent = "";
       if (err instanceof ApiError && err.status === 401) return; // wait for a key
@@ -65,7 +68,7 @@ export function renderRuns(main) {
             h("td", { "data-label": "Tokens", class: "num" }, tokens(r.tokens)),
             h(
               "td",
-              { "data-label": "Duration", class: "num" },
+              { "data-label": "Duration", class: "num duration" },
               seconds(r.finished ? r.duration : r.duration + elapsed),
             ),
             h("td", { "data-label": "Started", title: r.created }, `${since(r.created)} ago`),
@@ -78,7 +81,15 @@ export function renderRuns(main) {
   }
 
   poll();
-  const ticker = setInterval(() => rows.some((r) => !r.finished) && draw(), 1000);
+  // Running durations tick in place (redrawing the table would swallow a click in flight).
+  const ticker = setInterval(() => {
+    const elapsed = (Date.now() - fetchedAt) / 1000;
+    for (const r of rows) {
+      if (r.finished) continue;
+      const cell = body.querySelector(`tr[data-id="${CSS.escape(r.id)}"] td.duration`);
+      if (cell) cell.textContent = seconds(r.duration + elapsed);
+    }
+  }, 1000);
   return () => {
     stopped = true;
     clearTimeout(timer);

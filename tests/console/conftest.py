@@ -24,13 +24,13 @@ from tests.runtime.api.conftest import ServerThread, script, server, start_serve
 __all__ = ["script", "server", "start_server"]
 
 CHROMIUM = os.environ.get("CORRAL_TEST_CHROMIUM", "/usr/bin/chromium")
-NO_CHROMIUM = f"console tests need Chromium at {CHROMIUM} (apt-get install -y chromium)"
+NO_CHROMIUM = "console tests need Chromium (apt-get install -y chromium)"
 PHONE: ViewportSize = {"width": 390, "height": 844}
 DESKTOP: ViewportSize = {"width": 1280, "height": 900}
 
 
-def _chromium_or_skip() -> str:
-    path = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
+def chromium_or_skip(configured: str = CHROMIUM) -> str:
+    path = configured if os.path.exists(configured) else shutil.which("chromium")
     if path:
         return path
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
@@ -46,7 +46,7 @@ def playwright_driver() -> Iterator[Playwright]:
 
 @pytest.fixture
 def browser(playwright_driver: Playwright) -> Iterator[Browser]:
-    executable = _chromium_or_skip()
+    executable = chromium_or_skip()
     # --no-sandbox: CI runs as root, where Chromium refuses its own sandbox. The pages are
     # ours; the hostile-content test checks the console itself keeps script out.
     b = playwright_driver.chromium.launch(executable_path=executable, args=["--no-sandbox"])

@@ -102,13 +102,14 @@ def test_sandboxes_page_lists_and_deletes(start_server: StartServer, console: Op
     assert r.status_code == 200, r.text
     sandbox_id = r.json()["id"]
     try:
-        c = console(server)
+        c = console(server, phone=True)
         page = c.open("/sandboxes")
         card = page.locator(f'li[data-id="{sandbox_id}"]')
         expect(card).to_contain_text("created over the API")
         expect(card).to_contain_text("corral/base")
         expect(card).to_contain_text("none")  # network
         expect(card).to_contain_text("10 min")  # idle TTL
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
         card.get_by_role("button", name="Delete").click()
         expect(card).to_have_count(0)
         assert httpx.get(f"{server.url}/v1beta/sandboxes/{sandbox_id}").status_code == 404

@@ -24,7 +24,7 @@ def test_agents_page_shows_specs_and_validates(
               "tools": ["exec"], "network": {"mode": "allowlist", "allow": ["example.org"]}},
     )  # fmt: skip
     assert r.status_code == 200, r.text
-    c = console(server)
+    c = console(server, phone=True)
     page = c.open("/agents")
     writer = page.locator('#agents li[data-name="writer"]')
     expect(writer).to_contain_text("Writes reports")
@@ -33,6 +33,7 @@ def test_agents_page_shows_specs_and_validates(
     expect(page.locator('#agents li[data-name="demo"]')).to_contain_text("shared")
     writer.locator("summary").click()
     expect(writer.locator("pre.code")).to_contain_text('"model": "scripted:demo"')
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
 
     page.fill("#spec-input", "name: broken\nmodel: scripted:demo\ntools: [exec, teleport]\n")
     page.click("#validate")

@@ -3,10 +3,13 @@ bytes that are HTML or script must show as text and never run in the console's o
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from tests.console.conftest import Console, exec_turn, put_agent, start_run, write_script
@@ -62,6 +65,14 @@ def test_html_and_script_from_a_run_render_as_text(
     assert Path(info.value.path()).read_bytes().startswith(b"<script>")
     assert page.url == f"{server.url}/runs/{run_id}"
 
+    assert page.evaluate("window.__pwned") is None
+
+    # the raw API download, opened directly, is saved too (attachment, nosniff), not rendered
+    raw = f"{server.url}/v1beta/interactions/{run_id}/artifacts/{quote(EVIL_NAME)}"
+    # goto raises when the navigation turns into a download: that is the point
+    with page.expect_download() as info, contextlib.suppress(PlaywrightError):
+        page.goto(raw)
+    assert Path(info.value.path()).read_bytes().startswith(b"<script>")
     assert page.evaluate("window.__pwned") is None
     assert page.locator("main img, main script, main svg, main iframe").count() == 0
     assert page.locator("b").count() == 0

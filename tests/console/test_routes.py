@@ -7,9 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from runtime.api.auth import ApiKeys
 from runtime.api.config import ApiConfig
+from tests.console.conftest import chromium_or_skip
 from tests.runtime.api.conftest import ServerThread
 
 StartServer = Callable[..., ServerThread]
@@ -117,3 +119,15 @@ def test_validate_checks_like_create_without_storing(start_server: StartServer) 
     assert httpx.post(url, json={"spec": "name: w"}).status_code == 401
     assert httpx.post(url, json={"yaml": "name: w"}, headers=a).status_code == 400
     assert httpx.post(url, json={}, headers=a).status_code == 400
+
+
+def test_without_chromium_console_tests_fail_in_ci_and_skip_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="need Chromium"):
+        chromium_or_skip("/nonexistent/chromium")
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception, match="need Chromium"):
+        chromium_or_skip("/nonexistent/chromium")
