@@ -26,11 +26,12 @@ OpenConsole = Callable[..., Console]
 StartServer = Callable[..., ServerThread]
 
 
-def test_runs_list_follows_new_runs_without_reload(
+def test_runs_list_and_run_page_follow_a_run_live(
     start_server: StartServer, console: OpenConsole, tmp_path: Path
 ) -> None:
     server = start_server()
-    model = write_script(tmp_path, [exec_turn("sleep 4; echo slept"), {"text": "Done."}])
+    command = "echo first-line; sleep 8; echo second-line"
+    model = write_script(tmp_path, [exec_turn(command), {"text": "Done."}])
     put_agent(server, "sleeper", model)
     c = console(server)
     page = c.open("/")
@@ -42,13 +43,28 @@ def test_runs_list_follows_new_runs_without_reload(
     expect(row).to_have_attribute("data-status", "in_progress", timeout=15_000)
     expect(row).to_contain_text("sleeper")
     expect(row).to_contain_text("nap <b>then</b> report")  # the task as text
-    expect(row).to_have_attribute("data-status", "completed", timeout=60_000)
-    expect(row.locator(".status")).to_have_text("completed")
-    assert page.evaluate("window.__sameDocument") is True  # updated in place, no reload
+    assert page.evaluate("window.__sameDocument") is True  # added in place, no reload
 
+    # meanwhile, in a second tab, the run page streams the command's output while it runs
+    tab = c.context.new_page()
+    tab.on("pageerror", lambda exc: c.errors.append(str(exc)))
+    tab.goto(f"{server.url}/runs/{run_id}")
+    call = tab.locator("#timeline .step-call")
+    expect(call.locator("pre.output")).to_contain_text("first-line")
+    assert call.get_attribute("data-done") is None  # no result yet: this is live output
+    expect(call.locator("pre.output")).not_to_contain_text("second-line")
+    expect(tab.locator("#cancel")).to_be_visible()
+    expect(call).to_have_attribute("data-done", "true", timeout=60_000)
+    expect(call.locator("pre.output")).to_contain_text("second-line")
+    expect(tab.locator("#run-head")).to_contain_text("completed")
+
+    # and the list, never reloaded, shows the run completed
+    expect(row).to_have_attribute("data-status", "completed")
+    expect(row.locator(".status")).to_have_text("completed")
+    assert page.evaluate("window.__sameDocument") is True
     row.locator("a").click()
     expect(page).to_have_url(f"{server.url}/runs/{run_id}")
-    expect(page.locator("#timeline")).to_contain_text("slept")
+    expect(page.locator("#timeline .step-call")).to_contain_text("second-line")
 
 
 def test_run_page_shows_steps_output_and_artifacts_on_a_phone(
