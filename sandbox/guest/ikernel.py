@@ -393,6 +393,10 @@ def run_cell(code: str, ns: dict[str, Any]) -> tuple[dict[str, Any] | None, dict
 
 def main() -> None:
     req_fd, _event_fd[0] = int(sys.argv[1]), int(sys.argv[2])
+    # Not inherited by what cells start: a process left running in the background must not
+    # hold the event pipe open, or the guest would not see this kernel die.
+    os.set_inheritable(req_fd, False)
+    os.set_inheritable(_event_fd[0], False)
     signal.signal(signal.SIGINT, _on_sigint)
     # Lines reach the guest as they are printed, in order with display results.
     sys.stdout = _Stream("stdout", 1)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import signal
 from typing import Any
 
 import pytest
@@ -165,7 +167,7 @@ async def test_cancelled_cell_is_stopped_before_the_next(client: RpcClient) -> N
     assert a == b and a is not None and a["text/plain"].isdigit()
 
 
-async def test_hostile_cells(client: RpcClient) -> None:
+async def test_hostile_cells(client: RpcClient, guest: GuestProcess) -> None:
     interp = Interpreter(client)
     # 100 MB of output: forwarded up to the cap, then a note; the session goes on
     got = {"stdout": 0, "stderr": ""}
@@ -183,9 +185,13 @@ async def test_hostile_cells(client: RpcClient) -> None:
     assert cell.error is None and cell.result == {"text/plain": "1"}
     assert got["stdout"] == OUTPUT_MAX
     assert f"{100 * (1 << 20) - OUTPUT_MAX} more bytes of stdout dropped" in got["stderr"]
-    # the kernel dies: the cell says so, the next one starts fresh
+    # the kernel dies (leaving a process behind): the cell says so, the next one starts fresh
     await interp.run("x = 1")
-    cell = await interp.run("import os\nos._exit(3)")
+    cell = await interp.run(
+        "import os\nos.system('setsid sleep 600 >/dev/null 2>&1 & echo $! > sleeper')\nos._exit(3)",
+        timeout=60,  # a hang guard (were the event pipe inherited, the cell would end here)
+    )
+    os.kill(int((guest.workspace / "sleeper").read_text()), signal.SIGKILL)
     assert cell.restarted and cell.error is not None and cell.error.name == "KernelDied"
     assert "status 3" in cell.error.value
     assert (await interp.run("x")).error.name == "NameError"  # type: ignore[union-attr]
