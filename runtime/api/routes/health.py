@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from runtime.api.deps import StateDep
 from sandbox.egress import HEALTHS
+from sandbox.errors import SandboxError
+
+log = structlog.get_logger("corral.api.health")
 
 router = APIRouter(tags=["health"])
 
@@ -29,10 +33,17 @@ async def healthz(state: StateDep) -> dict[str, Any]:
 
 @router.get("/metrics", response_class=Response)
 async def metrics(state: StateDep) -> Response:
-    for reason, count in (await state.hub.census()).items():
-        state.metrics.sandboxes.labels(reason).set(count)
-    egress = await state.ctl.backend.egress.status()
-    for health in HEALTHS:
-        state.metrics.egress.labels(health).set(1 if egress.health == health else 0)
-    state.metrics.egress_restarts.set(egress.restarts)
+    try:
+        census = await state.hub.census()
+        egress = await state.ctl.backend.egress.status()
+    except SandboxError as exc:
+        # The engine is away: the HTTP and run metrics are still worth scraping; the engine's
+        # gauges keep their last values and the log says why.
+        log.warning("metrics.engine_unavailable", error=str(exc))
+    else:
+        for reason, count in census.items():
+            state.metrics.sandboxes.labels(reason).set(count)
+        for health in HEALTHS:
+            state.metrics.egress.labels(health).set(1 if egress.health == health else 0)
+        state.metrics.egress_restarts.set(egress.restarts)
     return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
