@@ -1,7 +1,7 @@
 // The runs page: the key's interactions, newest first, followed live by polling
 // GET /v1beta/runs with If-None-Match (a 304 costs no body while nothing changed).
 
-import { ApiError, request } from "./api.js";
+import { ApiError, getJson, request } from "./api.js";
 import { append, clear, errorBox, h, seconds, shortId, since, statusBadge, tokens } from "./dom.js";
 
 const POLL_MS = 2000;
@@ -11,7 +11,9 @@ export function renderRuns(main) {
   const body = h("div", { id: "runs" });
   main.append(h("h1", {}, "Runs"), status, body);
   let etag = null;
-  let rows = [];
+  let rows = []; // the newest page, followed live
+  let older = []; // pages loaded with "Older runs" (not followed)
+  let olderCursor = null;
   let fetchedAt = 0;
   let timer = null;
   let stopped = false;
@@ -24,8 +26,10 @@ export function renderRuns(main) {
       if (res.status !== 304 || !body.firstChild) {
         if (res.status !== 304) {
           etag = res.headers.get("etag");
-          rows = (await res.json()).runs;
+          const page = await res.json();
+          rows = page.runs;
           fetchedAt = Date.now();
+          if (!older.length) olderCursor = page.next_before || null;
         }
         draw();
       }
@@ -39,8 +43,24 @@ export function renderRuns(main) {
     if (!stopped) timer = setTimeout(poll, POLL_MS);
   }
 
+  async function loadOlder(button) {
+    button.disabled = true;
+    try {
+      const query = `limit=100&before=${encodeURIComponent(olderCursor)}`;
+      const page = await getJson(`/v1beta/runs?${query}`);
+      older = older.concat(page.runs);
+      olderCursor = page.next_before || null;
+      draw();
+    } catch (err) {
+      button.disabled = false;
+      button.after(errorBox(err));
+    }
+  }
+
   function draw() {
     const elapsed = (Date.now() - fetchedAt) / 1000;
+    const shown = new Set(rows.map((r) => r.id));
+    const all = rows.concat(older.filter((r) => !shown.has(r.id)));
     const table = h(
       "table",
       { class: "runs cards" },
@@ -53,11 +73,15 @@ export function renderRuns(main) {
       h(
         "tbody",
         {},
-        rows.map((r) =>
+        all.map((r) =>
           h(
             "tr",
             { "data-id": r.id, "data-status": r.status },
-            h("td", { "data-label": "Status" }, statusBadge(r.status)),
+            h(
+              "td",
+              { "data-label": "Status", title: r.errors.map((e) => `${e.code}: ${e.message}`).join("\n") },
+              statusBadge(r.status),
+            ),
             h(
               "td",
               { "data-label": "Run" },
@@ -77,7 +101,9 @@ export function renderRuns(main) {
         ),
       ),
     );
-    append(clear(body), rows.length ? table : "");
+    const more = h("button", { type: "button", class: "quiet", id: "older" }, "Older runs");
+    more.addEventListener("click", () => loadOlder(more));
+    append(clear(body), all.length ? table : "", olderCursor ? more : "");
   }
 
   poll();

@@ -49,3 +49,25 @@ def test_agents_page_shows_specs_and_validates(
     expect(page.locator("#validation")).to_contain_text("Saved agent reviewer")
     expect(page.locator('#agents li[data-name="reviewer"]')).to_contain_text("yours")
     assert httpx.get(f"{server.url}/v1beta/agents/reviewer").status_code == 200
+
+
+def test_runs_list_pages_to_older_runs(
+    start_server: Callable[..., ServerThread],
+    console: Callable[..., Console],
+    script: Callable[..., str],
+) -> None:
+    server = start_server()
+    model = script({"text": "ok"})
+    with httpx.Client(base_url=server.url) as http:
+        for n in range(103):  # one page is 100 rows
+            r = http.post("/v1beta/interactions", json={"model": model, "input": f"task {n}"})
+            assert r.status_code == 200, r.text
+    c = console(server)
+    page = c.open("/")
+    rows = page.locator("#runs tbody tr")
+    expect(rows).to_have_count(100)
+    expect(rows.first).to_contain_text("task 102")
+    page.click("#older")
+    expect(rows).to_have_count(103)
+    expect(rows.last).to_contain_text("task 0")
+    expect(page.locator("#older")).to_have_count(0)
