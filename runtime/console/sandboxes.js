@@ -56,7 +56,7 @@ export function renderSandboxes(main) {
       h(
         "dl",
         { class: "facts" },
-        fact("Kept for", keptFor(s.kept_for)),
+        fact("Owner", keptFor(s.kept_for)),
         fact("Image", s.image || "–"),
         fact("Age", s.created ? since(s.created) : "–"),
         fact("Idle TTL", ttl(s)),

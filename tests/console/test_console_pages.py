@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -71,3 +72,22 @@ def test_runs_list_pages_to_older_runs(
     expect(rows).to_have_count(103)
     expect(rows.last).to_contain_text("task 0")
     expect(page.locator("#older")).to_have_count(0)
+
+
+def test_run_page_shows_a_failed_runs_error(
+    server: ServerThread, console: Callable[..., Console], tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-turns.yaml"
+    r = httpx.post(
+        f"{server.url}/v1beta/interactions",
+        json={"model": f"scripted:{missing}", "input": "this will fail"},
+    )
+    assert r.status_code == 200 and r.json()["status"] == "failed", r.text
+    error = r.json()["errors"][0]
+    c = console(server)
+    page = c.open(f"/runs/{r.json()['id']}")
+    expect(page.locator("#run-head .status")).to_have_text("failed")
+    expect(page.locator("#run-head")).to_contain_text(f"{error['code']}: {error['message']}")
+    expect(page.locator("#timeline .step-error")).to_contain_text(error["code"])
+    expect(page.locator("#timeline .step-input")).to_contain_text("this will fail")
+    expect(page.locator("#cancel")).to_be_hidden()
