@@ -10,6 +10,10 @@ store, so at startup:
   `failed` with a reason, with `error` and `interaction.completed` events appended, so a client
   following its stream (resuming by event id) sees it end. Its sandbox, if still alive, is
   kept for follow-ups until its idle TTL, like any finished run's.
+
+On a shared database (PostgreSQL, several nodes) none of that settling happens here: an
+in-progress run may belong to a live node. Runs whose node died, this node's past included,
+are continued by whichever node claims their expired lease (`runtime.fleet.takeover`).
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ async def recover(
         report.reconciled = await ctl.backend.reconcile(adopt=True)
     except SandboxError as exc:
         log.warning("recovery.reconcile_failed", error=str(exc))
+    if ctl.shared:
+        return report
     live = ctl.runner.tasks.keys()
     for rec in await unfinished_interactions(ctl.store):
         if rec.id in live:

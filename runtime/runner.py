@@ -4,6 +4,11 @@ create() records the interaction and its first events; start() runs it as an asy
 take a sandbox (warm pool, or the previous interaction's sandbox for a follow-up), run the
 agent loop, collect artifacts, finish with a status. Everything is written to the store as it
 happens, so nothing is lost if the process dies.
+
+A run that already has steps when it starts is continued, not restarted (`runtime.fleet.resume`:
+taken over from a dead node, or handed off by a draining one). A run whose lease another node
+took (`abandon`, or a write refused with `LeaseLost`) stops here without a verdict and keeps
+its sandbox: its new owner writes what happens next.
 """
 
 from __future__ import annotations
@@ -29,13 +34,15 @@ from runtime.agents.tools import Toolbox
 from runtime.artifacts import ArtifactCollector, host_error, sweep_staging
 from runtime.errors import CorralError, NotFound, StorageFull
 from runtime.events import EventBus
+from runtime.fleet.resume import RESUMED, ResumePlan, plan_resume, restore_workspace
 from runtime.generation import client_tools
 from runtime.ids import new_id
-from runtime.providers.base import GenerationConfig, ModelProvider, Usage
+from runtime.providers.base import GenerationConfig, Message, ModelProvider, Usage
 from runtime.providers.registry import make_provider
 from runtime.settings import Settings
 from runtime.steps import materialize, to_messages
 from runtime.store.base import InteractionRecord, Store, utcnow
+from runtime.store.leases import LeaseLost
 from runtime.views import interaction_view
 from sandbox.api import Sandbox
 from sandbox.backends.base import Backend
@@ -87,6 +94,11 @@ class Runner:
         self.pool = pool
         self.provider_factory = provider_factory
         self.tasks: dict[str, asyncio.Task[InteractionRecord]] = {}
+        self.lost: set[str] = set()
+        """Runs whose lease moved to another node: they stop here without writing."""
+        self.resumed_from: dict[str, str | None] = {}
+        """Runs taken over, with the node that held them (for the `run.resumed` event)."""
+        self._tracked: list[dict[str, asyncio.Task[Any]]] = []
         keep_reserve(settings.home)
         sweep_staging(settings.artifacts_dir)
 
@@ -143,6 +155,39 @@ class Runner:
     async def run(self, rec: InteractionRecord) -> InteractionRecord:
         return await self.start(rec)
 
+    # -- leases ---------------------------------------------------------------------------
+    def track(self, tasks: dict[str, asyncio.Task[Any]]) -> None:
+        """Also count (and stop, when their lease is lost) the runs in `tasks` (the API's plain
+        inference runs)."""
+        self._tracked.append(tasks)
+
+    def running(self) -> set[str]:
+        """The interactions executing in this process (whose leases it renews)."""
+        ids = {i for i, t in self.tasks.items() if not t.done()}
+        for tasks in self._tracked:
+            ids |= {i for i, t in tasks.items() if not t.done()}
+        return ids
+
+    def abandon(self, ids: set[str]) -> None:
+        """Stop these runs here without a verdict: another node holds (or will take) them."""
+        for iid in ids:
+            task = self.tasks.get(iid)
+            if task is not None and not task.done():
+                self.lost.add(iid)
+                task.cancel()
+            for tasks in self._tracked:
+                other = tasks.get(iid)
+                if other is not None and not other.done():
+                    other.cancel()  # its fenced writes are refused: nothing lands
+
+    async def settle(self, ids: set[str]) -> None:
+        """Wait until these runs' tasks are over (after `abandon`)."""
+        waiting = [t for i in ids for t in (self.tasks.get(i),) if t is not None]
+        for tasks in self._tracked:
+            waiting += [t for i in ids for t in (tasks.get(i),) if t is not None]
+        if waiting:
+            await asyncio.wait(waiting)
+
     async def cancel(self, tenant: str, interaction_id: str) -> InteractionRecord:
         await self.store.get_interaction(tenant, interaction_id)  # NotFound for other tenants
         task = self.tasks.get(interaction_id)
@@ -182,10 +227,20 @@ class Runner:
                 check_egress(mcp_servers, spec.network.mode, spec.network.allow)
             provider = self.provider_factory(rec.model or "", base_url=spec.base_url)
             history = await lifecycle.history(self.store, rec)
-            given = to_messages(materialize(await self.store.list_events(rec.id))[:n_input])
-            sandbox = await self._sandbox(rec, spec, opts)
+            events = await self.store.list_events(rec.id)
+            plan = plan_resume(events, n_input)
+            resuming = rec.id in self.resumed_from or plan.resumed
+            if resuming:
+                given = to_messages(plan.steps)
+                recorder.next_index = plan.next_index
+                sandbox, adopted = await self._resume_sandbox(rec, spec, opts)
+            else:
+                given = to_messages(materialize(events)[:n_input])
+                sandbox, adopted = await self._sandbox(rec, spec, opts), False
             await self.store.update_interaction(rec.tenant, rec.id, sandbox_id=sandbox.id)
             await sandbox.files.mkdir(spec.output_dir)
+            if resuming:
+                await self._announce_resume(rec, recorder, plan, sandbox, adopted, spec)
             collector = ArtifactCollector(
                 store=self.store,
                 emit=recorder.emit,
@@ -254,8 +309,12 @@ class Runner:
                 after_tool=after_tool,
             )
             messages = [*history, *given]
+            if resuming:
+                loop.steps, loop.tool_calls = plan.turns, plan.tool_calls
             try:
                 async with asyncio.timeout(limits.timeout):
+                    if resuming:
+                        messages += await _rerun(loop, plan)
                     result = await loop.run(messages)
             except TimeoutError:
                 result = loop._budget(
@@ -278,6 +337,8 @@ class Runner:
                 [{"code": "cancelled", "message": "the run was cancelled"}],
             )
             opts.keep_sandbox = False
+        except LeaseLost:
+            self.lost.add(rec.id)
         except SandboxError as exc:
             status, errors = "failed", [{"code": f"sandbox_{exc.reason}", "message": str(exc)}]
         except CorralError as exc:
@@ -296,6 +357,9 @@ class Runner:
             if mcp is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(mcp.aclose())
+            if rec.id in self.lost:
+                await asyncio.shield(self._let_go(rec, recorder, sandbox, provider))
+                raise asyncio.CancelledError  # not over: no verdict, no webhooks from here
             final = await asyncio.shield(
                 self._finish(rec, recorder, status, errors, usage, sandbox, provider, opts)
             )
@@ -345,6 +409,69 @@ class Runner:
             final = dataclasses.replace(rec, status=status, errors=errors, updated=utcnow())
         log.info("run.finished", interaction=rec.id, status=status)
         return final
+
+    async def _let_go(
+        self,
+        rec: InteractionRecord,
+        recorder: Recorder,
+        sandbox: Sandbox | None,
+        provider: ModelProvider | None,
+    ) -> None:
+        """Leave a run whose lease another node holds: keep its sandbox, write nothing."""
+        self.lost.discard(rec.id)
+        self.resumed_from.pop(rec.id, None)
+        if sandbox is not None:
+            with contextlib.suppress(Exception):
+                await sandbox.close()
+        if provider is not None:
+            with contextlib.suppress(Exception):
+                await provider.aclose()
+        with contextlib.suppress(Exception):
+            await recorder.drain()  # refused by the fence if another node holds the lease
+        log.warning("run.lease_lost", interaction=rec.id)
+
+    async def _resume_sandbox(
+        self, rec: InteractionRecord, spec: AgentSpec, opts: RunOptions
+    ) -> tuple[Sandbox, bool]:
+        """The run's own sandbox when this node's engine still holds it (adopted), else a new
+        one (the workspace is restored by `_announce_resume`)."""
+        if rec.sandbox_id:
+            with contextlib.suppress(SandboxError, NotFound):
+                return await Sandbox.attach(rec.sandbox_id, backend=self.backend), True
+        return await self._sandbox(
+            dataclasses.replace(rec, previous_interaction_id=None), spec, opts
+        ), False
+
+    async def _announce_resume(
+        self,
+        rec: InteractionRecord,
+        recorder: Recorder,
+        plan: ResumePlan,
+        sandbox: Sandbox,
+        adopted: bool,
+        spec: AgentSpec,
+    ) -> None:
+        restored: list[str] = []
+        missing: list[str] = []
+        if not adopted:
+            restored, missing = await restore_workspace(
+                self.store, sandbox, rec.id, spec.output_dir
+            )
+        payload: dict[str, Any] = {
+            "from_node": self.resumed_from.pop(rec.id, None),
+            "node": getattr(self.store, "node", None),
+            "step": plan.next_index,
+            "rerun": [index for index, _, _ in plan.rerun],
+            "discarded": plan.discarded,
+            "sandbox": "adopted" if adopted else "new",
+            "sandbox_id": sandbox.id,
+            "restored": restored,
+            "missing": missing,
+        }
+        await recorder.emit(RESUMED, payload)
+        log.info(
+            "run.resumed", interaction=rec.id, **{k: payload[k] for k in ("from_node", "step")}
+        )
 
     async def _sandbox(self, rec: InteractionRecord, spec: AgentSpec, opts: RunOptions) -> Sandbox:
         if rec.previous_interaction_id:
@@ -403,6 +530,46 @@ def release_reserve(home: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+async def _rerun(loop: AgentLoop, plan: ResumePlan) -> list[Message]:
+    """Run again the tool calls that were in flight when the run's node died (the `run.resumed`
+    event lists them); their results join the conversation."""
+    answers: list[Message] = []
+    for index, call, kind in plan.rerun:
+        result_type = "function_result"
+        if kind == "mcp_server_tool_call" and loop.mcp is not None:
+            mcp_outcome = await loop.mcp.call(call.name, call.arguments)
+            text, is_error = mcp_outcome.text, mcp_outcome.is_error
+            result_type = "mcp_server_tool_result"
+        elif loop.toolbox is not None and call.name in {t.name for t in loop.toolbox.specs}:
+            outcome = await loop.toolbox.call(call.name, call.arguments)
+            text, is_error = outcome.text, outcome.is_error
+        else:
+            text, is_error = f"unknown tool {call.name!r}", True
+        if kind == "function_call":
+            await loop.rec.stop(index, flush=False)  # its node died before closing it
+        await loop.rec.step(
+            {
+                "type": result_type,
+                "call_id": call.id,
+                "name": call.name,
+                "result": text,
+                "is_error": is_error,
+            }
+        )
+        if loop.after_tool is not None:
+            await loop.after_tool()
+        answers.append(
+            Message(
+                role="tool",
+                content=text,
+                tool_call_id=call.id,
+                name=call.name,
+                is_error=is_error,
+            )
+        )
+    return answers
 
 
 def _then(

@@ -40,6 +40,8 @@ from runtime.api.routes import (
 )
 from runtime.api.service import InteractionService
 from runtime.controller import Controller, open_controller
+from runtime.fleet.node import NodeConfig
+from runtime.fleet.takeover import taking_over
 from runtime.mcp_server.http import McpEndpoint
 from runtime.recovery import recover
 from runtime.settings import Settings
@@ -55,6 +57,7 @@ def create_app(
     *,
     controller: Controller | None = None,
     config: ApiConfig | None = None,
+    node: NodeConfig | None = None,
 ) -> FastAPI:
     cfg = config or ApiConfig.from_env(settings)
     metrics = Metrics()
@@ -65,7 +68,7 @@ def create_app(
         async with AsyncExitStack() as stack:
             ctl = controller
             if ctl is None:
-                ctl = await stack.enter_async_context(open_controller(settings))
+                ctl = await stack.enter_async_context(open_controller(settings, node=node))
             secrets = WebhookSecrets(settings.home)
             worker = WebhookWorker(
                 ctl.store,
@@ -78,6 +81,7 @@ def create_app(
             quotas = Quotas(ctl.store, ctl.backend, ctl.runner.tasks)
             service = InteractionService(ctl, cfg, metrics, worker, quotas)
             stack.push_async_callback(service.aclose)
+            ctl.runner.track(service.model_tasks)  # leased too: renewed, stopped when lost
             hub = SandboxHub(ctl.store, ctl.backend)
             stack.push_async_callback(hub.aclose)
             app.state.corral = ApiState(ctl, cfg, metrics, service, hub, secrets, worker, quotas)
@@ -85,6 +89,10 @@ def create_app(
             fleet = await stack.enter_async_context(running_fleet(ctl, service))
             app.state.fleet = fleet
             await recover(ctl, restart=service.restart, finished=service.on_finished)
+            # Runs of dead nodes continue here; on shutdown this node's runs are handed off.
+            await stack.enter_async_context(
+                taking_over(ctl, service.restart, service.on_finished)
+            )
             await stack.enter_async_context(mcp.running())
             worker.start()
             reaper = asyncio.create_task(_reap(hub, cfg.reap_interval), name="sandbox-reaper")

@@ -48,6 +48,7 @@ def serve(
     from runtime.api.app import create_app
     from runtime.api.config import ApiConfig
     from runtime.api.server import uvicorn_config
+    from runtime.fleet.node import NodeConfig
 
     settings = Settings.from_env()
     level = (log_level or settings.log_level).lower()
@@ -56,6 +57,8 @@ def serve(
     configure_logging(settings.log_format, level)
     try:
         config = ApiConfig.from_env(settings)
+        # This server as a fleet node (CORRAL_NODE_ID, CORRAL_NODE_URL, CORRAL_LEASE_TTL, ...).
+        node = NodeConfig.from_env(settings.home, host=host, port=port)
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     if config.keys.single_user and not is_loopback(host):
@@ -64,7 +67,7 @@ def serve(
             "(or $CORRAL_HOME/api_keys.json), or use --host 127.0.0.1",
             EXIT_USAGE,
         )
-    app = create_app(settings, config=config)
+    app = create_app(settings, config=config, node=node)
     tenancy = tenancy_line(config.keys.by_digest.values())
     server_config = uvicorn_config(
         app,

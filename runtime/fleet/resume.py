@@ -1,0 +1,112 @@
+"""Continuing a run from its event log: what to replay, what to run again, the workspace.
+
+Used by `Runner` when it starts a run that already has steps (taken over from a dead node,
+handed off by a draining one). See `runtime.fleet.takeover` for when that happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from runtime.providers.base import ToolCall
+from runtime.steps import TOOL_CALLS, materialize
+from runtime.store.base import EventRecord, Store
+from sandbox.api import Sandbox
+from sandbox.errors import SandboxError
+
+log = structlog.get_logger("corral.fleet.resume")
+
+RESUMED = "run.resumed"
+"""The event a node writes when it continues a run another node (or its own past) left."""
+CHUNK = 1 << 20
+
+
+@dataclass
+class ResumePlan:
+    """What a continuing node needs from the event log of a run."""
+
+    steps: list[dict[str, Any]]
+    """The steps to rebuild the conversation from (an unfinished model turn's output left out)."""
+    rerun: list[tuple[int, ToolCall, str]] = field(default_factory=list)
+    """Tool calls recorded without a result: (step index, call, step type), in order."""
+    discarded: list[int] = field(default_factory=list)
+    """Indices of model-output steps of a turn that never finished (asked again)."""
+    turns: int = 0
+    """Model turns completed (counts against max_steps)."""
+    tool_calls: int = 0
+    """Tool calls made (counts against max_tool_calls)."""
+    next_index: int = 0
+
+    @property
+    def resumed(self) -> bool:
+        return bool(self.turns or self.rerun or self.discarded)
+
+
+def plan_resume(events: Sequence[EventRecord], n_input: int) -> ResumePlan:
+    turns = sum(1 for ev in events if ev.event_type == "interaction.status_update")
+    steps = materialize(events)
+    answered = {str(s.get("call_id")) for s in steps if s.get("type", "").endswith("_result")}
+    plan = ResumePlan(steps=[], turns=turns, next_index=len(steps))
+    for i, step in enumerate(steps):
+        kind = step.get("type")
+        late = i >= n_input and (getattr(step, "turn", None) or 0) >= turns
+        if kind in ("model_output", "thought") and late:
+            plan.discarded.append(i)  # its turn never ended: the model is asked again
+            continue
+        if kind in TOOL_CALLS:
+            plan.tool_calls += 1
+            if str(step.get("id")) not in answered:
+                args = step.get("arguments") or {}
+                call = ToolCall(
+                    id=str(step.get("id")),
+                    name=str(step.get("name")),
+                    arguments=args if isinstance(args, dict) else {"value": args},
+                    thought_signature=step.get("signature"),
+                )
+                plan.rerun.append((i, call, str(kind)))
+        plan.steps.append(step)
+    return plan
+
+
+async def restore_workspace(
+    store: Store, sandbox: Sandbox, interaction_id: str, output_dir: str
+) -> tuple[list[str], list[str]]:
+    """Copy the run's artifacts back under `output_dir`; (restored, missing) relative paths.
+
+    The bytes come from the controller's own copies (`stored_path`, written by a node, never by
+    a guest), read without following links; a path recorded in the store is relative and
+    checked by the artifact collector when it was recorded."""
+    restored: list[str] = []
+    missing: list[str] = []
+    for art in await store.list_artifacts(interaction_id):
+        try:
+            fd = await asyncio.to_thread(os.open, art.stored_path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            missing.append(art.path)
+            continue
+        target = f"{output_dir.rstrip('/')}/{art.path}"
+        try:
+            parent = target.rsplit("/", 1)[0]
+            await sandbox.files.mkdir(parent)
+            await sandbox.files.upload(target, _chunks(fd))
+            restored.append(art.path)
+        except SandboxError as exc:
+            log.warning("takeover.restore_failed", path=art.path, error=str(exc))
+            missing.append(art.path)
+        finally:
+            os.close(fd)
+    return restored, missing
+
+
+async def _chunks(fd: int) -> AsyncIterator[bytes]:
+    while True:
+        data = await asyncio.to_thread(os.read, fd, CHUNK)
+        if not data:
+            return
+        yield data

@@ -1,0 +1,78 @@
+"""A node dies mid-run (kill -9) and another node continues the run to the end.
+
+Two real `corral serve` processes on one PostgreSQL, each with its own home (as if on two
+machines sharing the Docker engine here), short leases so that the takeover comes quickly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.fleet.nodes import ServeNode, owner_of, sse_events
+
+pytestmark = pytest.mark.docker
+
+FAST_LEASES = {"CORRAL_LEASE_TTL": "3"}
+
+
+def test_a_run_survives_the_kill_of_its_node(
+    start_node: Callable[..., ServeNode], scripted_agent: Callable[..., dict[str, Any]]
+) -> None:
+    a = start_node("a", FAST_LEASES)
+    b = start_node("b", FAST_LEASES)
+    spec = scripted_agent(
+        "survivor",
+        "mkdir -p /workspace/out && echo one > /workspace/out/one.txt",
+        "echo in-flight; sleep 4; echo two > /workspace/out/two.txt",
+        "cat /workspace/out/one.txt /workspace/out/two.txt > /workspace/out/three.txt",
+    )
+    with a.client() as ca:
+        assert ca.post("/v1beta/agents", json=spec).status_code == 200
+        run = ca.post(
+            "/v1beta/interactions", json={"agent": "survivor", "input": "go", "background": True}
+        ).json()
+    rid = run["id"]
+    assert owner_of([a, b]) is a  # created on a: leased to a from birth
+
+    seen: list[dict[str, Any]] = []
+    with (
+        b.client() as cb,
+        cb.stream(
+            "GET", f"/v1beta/interactions/{rid}", params={"stream": "true", "corral_events": "1"}
+        ) as resp,
+    ):
+        # Followed from node b all along: the stream goes on across the takeover.
+        assert resp.status_code == 200
+        killed = False
+        for ev in sse_events(resp):
+            seen.append(ev)
+            delta = ev.get("delta") or {}
+            if not killed and "in-flight" in str(delta.get("result")):
+                a.kill()  # mid-command: its call is recorded, its result is not
+                killed = True
+        assert killed
+        final = cb.get(f"/v1beta/interactions/{rid}").json()
+        assert final["status"] == "completed", final
+        listed = cb.get(f"/v1beta/interactions/{rid}/artifacts").json()["artifacts"]
+        assert {x["path"] for x in listed} >= {"one.txt", "two.txt", "three.txt"}
+        three = cb.get(f"/v1beta/interactions/{rid}/artifacts/three.txt")
+        assert three.status_code == 200 and three.text == "one\ntwo\n"
+
+    types = [e["event_type"] for e in seen]
+    assert types[-1] == "interaction.completed"
+    assert types.count("interaction.completed") == 1
+    resumed = [e for e in seen if e["event_type"] == "run.resumed"]
+    assert len(resumed) == 1, resumed
+    info = resumed[0]
+    assert info["from_node"] == (a.home / "node_id").read_text().strip()
+    assert info["node"] == (b.home / "node_id").read_text().strip()
+    assert info["sandbox"] == "new" and "one.txt" in info["restored"]
+    assert len(info["rerun"]) == 1  # the command in flight ran again, and says so
+    after = seen[seen.index(info) :]
+    rerun = [e for e in after if e["event_type"] == "step.start" and "in-flight" in str(e)]
+    assert len(rerun) == 1  # the re-run's result, recorded by node b
+    ids = [int(e["event_id"]) for e in seen]
+    assert ids == list(range(1, len(ids) + 1))  # contiguous across the two nodes
