@@ -159,6 +159,20 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
         free_list(a.envp);
         return PyErr_SetFromErrno(PyExc_OSError);
     }
+    for (int i = 0; i < 2; i++) { /* keep the error pipe clear of the fds the child dup2s onto */
+        if (err_pipe[i] <= 2) {
+            int moved = fcntl(err_pipe[i], F_DUPFD_CLOEXEC, 3);
+            if (moved < 0) {
+                close(err_pipe[0]);
+                close(err_pipe[1]);
+                free_list(a.argv);
+                free_list(a.envp);
+                return PyErr_SetFromErrno(PyExc_OSError);
+            }
+            close(err_pipe[i]);
+            err_pipe[i] = moved;
+        }
+    }
     a.err_w = err_pipe[1];
     sigset_t all, old;
     sigfillset(&all);
