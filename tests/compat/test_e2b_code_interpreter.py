@@ -229,3 +229,18 @@ async def test_async_sdk(srv: ServerThread) -> None:
         assert (await sb.run_code("kept", timeout=60)).text == "2"
     finally:
         await sb.kill()
+
+
+def test_code_interpreter_template(monkeypatch: pytest.MonkeyPatch) -> None:
+    # code-interpreter-v1 is the image with matplotlib when it is built; an operator's own
+    # mapping for it wins
+    from runtime.e2b import interpreter
+
+    base = {"base": "corral/base", "code-interpreter-v1": "corral/base"}
+    for present in (True, False):
+        monkeypatch.setattr(interpreter, "_image_present", lambda tag, p=present: p)
+        got = interpreter.with_matplotlib(base, env={})
+        assert got["code-interpreter-v1"] == ("corral/research" if present else "corral/base")
+        assert got["base"] == "corral/base"
+        mine = {"CORRAL_E2B_TEMPLATES": "code-interpreter-v1=corral/base"}
+        assert interpreter.with_matplotlib(base, env=mine) == base
