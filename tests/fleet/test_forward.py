@@ -1,0 +1,118 @@
+"""Sandbox calls forwarded to the node that owns the sandbox: exec (plain and streamed), files
+both ways (streamed, checked byte for byte), get, delete; and the hostile side: the internal
+header skips neither auth nor tenancy and cannot make a node forget another node's sandbox, a
+client's Host header cannot choose where a call goes, and a dead owner is a 503 naming it."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+
+import docker
+import httpx
+import pytest
+
+from runtime.fleet.forward import FORWARDED_BY
+from tests.fleet.nodes import HEADERS, OTHER_HEADERS, ServeNode
+
+pytestmark = pytest.mark.docker
+
+
+def _upload() -> Iterator[bytes]:
+    rng = hashlib.sha256(b"seed")
+    for i in range(128):  # 4 MiB in 32 KiB chunks, streamed from the client
+        rng.update(i.to_bytes(4, "big"))
+        yield rng.digest() * 1024
+
+
+def test_sandbox_calls_reach_the_owner_from_any_node(
+    start_node: Callable[..., ServeNode],
+) -> None:
+    a, b = start_node("a"), start_node("b")
+    with a.client() as ca, b.client() as cb:
+        created = ca.post("/v1beta/sandboxes", json={"network": "none"})
+        assert created.status_code == 200, created.text
+        sid = created.json()["id"]
+        base = f"/v1beta/sandboxes/{sid}"
+
+        # exec through b, answered by a's engine (b's engine has no such container)
+        r = cb.post(f"{base}/exec", json={"command": "echo hi-from-$(hostname)"})
+        assert r.status_code == 200, r.text
+        assert r.json()["stdout"].startswith("hi-from-")
+        assert r.json()["exit_code"] == 0
+
+        # streamed exec: the frames come through as NDJSON lines, the exit last
+        with cb.stream(
+            "POST",
+            f"{base}/exec",
+            json={"command": "echo one; sleep 0.5; echo two", "stream": True, "format": "ndjson"},
+        ) as s:
+            assert s.status_code == 200
+            assert s.headers["content-type"].startswith("application/x-ndjson")
+            lines = [httpx.Response(200, content=line).json() for line in s.iter_lines() if line]
+        assert [x["type"] for x in lines][-1] == "exit"
+        assert "one" in "".join(x.get("text", "") for x in lines if x["type"] == "output")
+
+        # files both ways through b, streamed
+        want = hashlib.sha256(b"".join(_upload())).hexdigest()
+        up = cb.put(f"{base}/files/big.bin", content=_upload())
+        assert up.status_code == 200, up.text
+        got = hashlib.sha256()
+        with cb.stream("GET", f"{base}/files/big.bin") as down:
+            assert down.status_code == 200
+            for chunk in down.iter_bytes():
+                got.update(chunk)
+        assert got.hexdigest() == want
+        check = ca.post(f"{base}/exec", json={"command": "sha256sum /workspace/big.bin"}).json()
+        assert check["stdout"].split()[:1] == [want], check  # stored on a's sandbox
+
+        assert cb.get(base).json()["id"] == sid
+
+        # delete through b removes a's container
+        assert cb.delete(base).status_code == 200
+        assert ca.get(base).status_code == 404
+        assert _containers(sid) == []
+
+
+def test_forwarding_is_not_a_way_around_auth_or_tenancy(
+    start_node: Callable[..., ServeNode],
+) -> None:
+    a, b = start_node("a"), start_node("b")
+    with a.client() as ca:
+        sid = ca.post("/v1beta/sandboxes", json={"network": "none"}).json()["id"]
+    base = f"{b.url}/v1beta/sandboxes/{sid}"
+    exec_body = {"command": "echo ok"}
+
+    # the internal header grants nothing: no key is still 401, another tenant still 404
+    forged = {FORWARDED_BY: "node_anything"}
+    assert httpx.post(f"{base}/exec", json=exec_body, headers=forged).status_code == 401
+    assert (
+        httpx.post(f"{base}/exec", json=exec_body, headers={**OTHER_HEADERS, **forged}).status_code
+        == 404
+    )
+    assert httpx.post(f"{base}/exec", json=exec_body, headers=OTHER_HEADERS).status_code == 404
+
+    # with a valid key it only stops forwarding: refused (421), the sandbox not forgotten
+    r = httpx.post(f"{base}/exec", json=exec_body, headers={**HEADERS, **forged})
+    assert r.status_code == 421, r.text
+    assert httpx.post(f"{base}/exec", json=exec_body, headers=HEADERS).json()["stdout"] == "ok\n"
+
+    # where a call goes is the owner's registered URL, whatever Host the client names
+    evil = {**HEADERS, "Host": "127.0.0.1:9", "X-Forwarded-Host": "evil.example"}
+    assert httpx.post(f"{base}/exec", json=exec_body, headers=evil).json()["stdout"] == "ok\n"
+
+    # the owner dies: a 503 naming it, at once, nothing served locally
+    a.kill()
+    dead = httpx.post(f"{base}/exec", json=exec_body, headers=HEADERS, timeout=30)
+    assert dead.status_code == 503, dead.text
+    assert "lives on node" in dead.json()["error"]["message"]
+    assert dead.headers["retry-after"] == "5"
+
+
+def _containers(sandbox_id: str) -> list[str]:
+    client = docker.from_env()
+    try:
+        found = client.containers.list(all=True, filters={"label": f"corral.sandbox={sandbox_id}"})
+        return [c.id for c in found]
+    finally:
+        client.close()
