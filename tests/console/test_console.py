@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import docker
 import httpx
 import pytest
 from playwright.sync_api import expect
 
 from runtime.api.auth import ApiKeys
 from runtime.api.config import ApiConfig
+from sandbox.backends.docker import LABEL_HOME
 from tests.console.conftest import (
     Console,
     exec_turn,
@@ -26,11 +28,22 @@ OpenConsole = Callable[..., Console]
 StartServer = Callable[..., ServerThread]
 
 
+def _release(home: Path) -> None:
+    """Let the gated command of the run under `home` finish (it waits for /workspace/go)."""
+    client = docker.from_env()
+    try:
+        (box,) = client.containers.list(filters={"label": f"{LABEL_HOME}={home}"})
+        assert box.exec_run("touch /workspace/go", user="1000").exit_code == 0
+    finally:
+        client.close()
+
+
 def test_runs_list_and_run_page_follow_a_run_live(
-    start_server: StartServer, console: OpenConsole, tmp_path: Path
+    start_server: StartServer, console: OpenConsole, tmp_path: Path, corral_home: Path
 ) -> None:
     server = start_server()
-    command = "echo first-line; sleep 8; echo second-line"
+    # The command waits for the test's signal, so "still running" is a fact, not a race.
+    command = "echo first-line; until [ -e /workspace/go ]; do sleep 0.1; done; echo second-line"
     model = write_script(tmp_path, [exec_turn(command), {"text": "Done."}])
     put_agent(server, "sleeper", model)
     c = console(server)
@@ -54,6 +67,9 @@ def test_runs_list_and_run_page_follow_a_run_live(
     assert call.get_attribute("data-done") is None  # no result yet: this is live output
     expect(call.locator("pre.output")).not_to_contain_text("second-line")
     expect(tab.locator("#cancel")).to_be_visible()
+    expect(row).to_have_attribute("data-status", "in_progress")
+
+    _release(corral_home)
     expect(call).to_have_attribute("data-done", "true", timeout=60_000)
     expect(call.locator("pre.output")).to_contain_text("second-line")
     expect(tab.locator("#run-head")).to_contain_text("completed")
