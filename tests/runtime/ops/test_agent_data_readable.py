@@ -120,3 +120,18 @@ async def test_the_sandbox_user_really_cannot_read_it(tmp_path: Path, corral_hom
         assert r.exit_code != 0 and "Permission denied" in r.stderr
     finally:
         await backend.aclose()
+
+
+@needs_root
+def test_links_are_not_followed_and_fifos_do_not_block(tmp_path: Path) -> None:
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    folder.chmod(0o755)
+    secret = tmp_path / "secret"
+    secret.write_text("s")
+    secret.chmod(0o600)
+    (folder / "link").symlink_to(secret)  # resolves inside the sandbox, not on the host
+    os.mkfifo(folder / "pipe", 0o644)  # opening it would block; it is only looked at
+    assert unreadable(folder) is None
+    (folder / "pipe").chmod(0o600)
+    assert f"{folder / 'pipe'} is not readable" in (unreadable(folder) or "")
