@@ -193,7 +193,7 @@ export function renderRun(main, runId) {
       await new Promise((resolve) => setTimeout(resolve, wait));
       wait = Math.min(wait * 2, 10_000);
     }
-    await refresh();
+    if (!controller.signal.aborted) await refresh(); // the final usage and artifacts
   }
 
   async function refresh() {
