@@ -44,6 +44,7 @@ DEFAULT_TEMPLATES = {"base": "corral/base", "code-interpreter-v1": "corral/base"
 TEMPLATES_ENV = "CORRAL_E2B_TEMPLATES"
 SECRET_ENV = "CORRAL_E2B_SECRET"
 SECRET_FILE = "e2b_secret"
+MAX_OWNERS = 10_000
 
 
 def templates_from_env() -> dict[str, str]:
@@ -92,14 +93,27 @@ class E2BState:
     """sandbox id -> pid -> running command."""
     watchers: dict[str, dict[str, Watcher]] = field(default_factory=dict)
     """sandbox id -> watcher id -> polled directory watch (the sync SDK's watch_dir)."""
+    owners: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    """sandbox id -> (tenant, paused), as last read from the store, so an in-sandbox call
+    reads the record once (in `hub.connect`), not twice. The owner never changes; paused
+    changes only through this door's pause/resume, which update it (and a fleet forwards a
+    sandbox's calls to the one node that owns it)."""
     _next_pid: int = 1000
+
+    def remember(self, rec: SandboxRecord) -> None:
+        if len(self.owners) >= MAX_OWNERS:  # ids of reaped sandboxes: start afresh
+            self.owners.clear()
+        self.owners[rec.id] = (rec.tenant, rec.state == "paused")
 
     def next_pid(self) -> int:
         self._next_pid += 1
         return self._next_pid
 
     def token(self, request: Request, rec: SandboxRecord) -> str:
-        msg = f"e2b-envd\0{rec.id}\0{rec.tenant}".encode()
+        return self.token_for(request, rec.id, rec.tenant)
+
+    def token_for(self, request: Request, sandbox_id: str, tenant: str) -> str:
+        msg = f"e2b-envd\0{sandbox_id}\0{tenant}".encode()
         return hmac.new(self._key(request), msg, hashlib.sha256).hexdigest()
 
     def _key(self, request: Request) -> bytes:
@@ -184,13 +198,18 @@ async def sandbox_for(request: Request, e2b: E2BState) -> Sandbox:
     if not sandbox_id:
         raise E2BError(400, "missing E2b-Sandbox-Id header (set E2B_SANDBOX_URL to Corral)")
     state = api_state(request)
-    try:
-        rec = await state.hub.store.get_sandbox(sandbox_id)
-    except NotFound:
-        raise NotFound(f"sandbox {sandbox_id} not found") from None
-    if not token or not hmac.compare_digest(token, e2b.token(request, rec)):
+    known = e2b.owners.get(sandbox_id)
+    if known is None:
+        try:
+            rec = await state.hub.store.get_sandbox(sandbox_id)
+        except NotFound:
+            raise NotFound(f"sandbox {sandbox_id} not found") from None
+        e2b.remember(rec)
+        known = e2b.owners[sandbox_id]
+    tenant, paused = known
+    if not token or not hmac.compare_digest(token, e2b.token_for(request, sandbox_id, tenant)):
         raise Unauthorized("invalid or missing X-Access-Token for this sandbox")
-    if rec.state == "paused":
+    if paused:
         raise E2BError(503, f"sandbox {sandbox_id} is paused (Sandbox.connect resumes it)")
     # envd's RPCs name the user in Basic auth, its file endpoints in `?username=`.
     user = request.query_params.get("username") or basic_user(
@@ -202,7 +221,11 @@ async def sandbox_for(request: Request, e2b: E2BState) -> Sandbox:
             f"user {user!r}: commands and files run as the sandbox's one user, "
             f"{DEFAULT_USER!r} (a Corral sandbox has no root)",
         )
-    return await state.hub.connect(rec.tenant, rec.id)
+    try:
+        return await state.hub.connect(tenant, sandbox_id)
+    except NotFound:
+        e2b.owners.pop(sandbox_id, None)
+        raise NotFound(f"sandbox {sandbox_id} not found") from None
 
 
 def basic_user(authorization: str) -> str | None:

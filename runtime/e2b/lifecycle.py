@@ -188,6 +188,7 @@ def router(e2b: E2BState) -> APIRouter:
         who = principal(request)
         await api_state(request).hub.delete(who.tenant, sandbox_id)
         e2b.commands.pop(sandbox_id, None)
+        e2b.owners.pop(sandbox_id, None)
         await watch.forget(e2b, sandbox_id)
         return Response(status_code=204)
 
@@ -210,6 +211,7 @@ def router(e2b: E2BState) -> APIRouter:
             await hub.backend.resume(rec.id)
             rec.state = "running"
             await hub.store.record_sandbox(rec)
+        e2b.remember(rec)
         await hub.connect(who.tenant, sandbox_id)
         return await hub.get(who.tenant, sandbox_id)
 
@@ -240,6 +242,7 @@ def router(e2b: E2BState) -> APIRouter:
         rec = await hub.get(who.tenant, sandbox_id)
         rec.state = "paused"
         await hub.store.record_sandbox(rec)
+        e2b.remember(rec)
         return Response(status_code=204)
 
     r.add_api_route("/sandboxes/{sandbox_id}/pause", pause, methods=["POST"])

@@ -187,8 +187,6 @@ def test_lifecycle_and_tenancy(sb: Sandbox, srv: ServerThread) -> None:
 
 
 def test_refused(sb: Sandbox) -> None:
-    with pytest.raises(SandboxException, match="watch_dir"):
-        sb.files.watch_dir("/home/user")
     from e2b import Template
 
     with pytest.raises(Exception, match="templates is not supported"):
