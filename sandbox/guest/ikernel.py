@@ -87,8 +87,12 @@ def _read_exact(fd: int, n: int) -> bytes | None:
     return b"".join(parts)
 
 
+_streams: list[Any] = []
+"""Our `_Stream`s, flushed even when a cell has replaced `sys.stdout`/`sys.stderr`."""
+
+
 def _flush_streams() -> None:
-    for stream in (sys.stdout, sys.stderr):
+    for stream in {id(s): s for s in (*_streams, sys.stdout, sys.stderr)}.values():
         with contextlib.suppress(Exception):  # the cell may have closed or replaced it
             stream.flush()
 
@@ -187,8 +191,9 @@ class _Flusher:
             self._wake.wait()
             time.sleep(BATCH)
             self._wake.clear()
-            with contextlib.suppress(Exception):  # a closed pipe: the kernel is going away
-                _flush_streams()
+            for stream in _streams:  # ours only: a cell's own replacement is not thread-safe
+                with contextlib.suppress(Exception):  # a closed pipe: the kernel is going away
+                    stream.flush()
 
 
 _flusher = _Flusher()
@@ -399,8 +404,12 @@ def main() -> None:
     os.set_inheritable(_event_fd[0], False)
     signal.signal(signal.SIGINT, _on_sigint)
     # Lines reach the guest as they are printed, in order with display results.
+    # `sys.__stdout__` (fd 1) flushes per line too, for code that prints there directly.
+    with contextlib.suppress(Exception):
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     sys.stdout = _Stream("stdout", 1)
     sys.stderr = _Stream("stderr", 2)
+    _streams.extend((sys.stdout, sys.stderr))
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("MPLCONFIGDIR", f"/tmp/.matplotlib-{os.getuid()}")
     sys.meta_path.insert(0, _PyplotHook())

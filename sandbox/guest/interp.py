@@ -363,21 +363,17 @@ class Interpreters:
 
 
 async def _pump(kernel: _Kernel, out: _Forward | None) -> dict[str, Any] | None:
-    """Forward what is readable now, stdout/stderr before events (the kernel flushes them
-    before each event, so this keeps their order); the `done` event if it came."""
+    """Forward what is readable now; the `done` event if it came. What went to fds 1/2
+    (subprocesses) before an event is in their pipes by the time the event is (the kernel
+    writes events after), so draining them once an event is read, and before forwarding it,
+    keeps that order."""
     while True:
+        event = kernel.next_event()
         for name in ("stdout", "stderr"):
             while data := kernel.read_stream(name):
                 if out is not None:
                     await out.stream(name, data)
-        event = kernel.next_event()
-        if event is None:
-            return None
-        if event["t"] == "done":
-            for name in ("stdout", "stderr"):  # what is left after the final flush
-                while data := kernel.read_stream(name):
-                    if out is not None:
-                        await out.stream(name, data)
+        if event is None or event["t"] == "done":
             return event
         if out is None:
             continue
