@@ -81,23 +81,41 @@ export async function streamEvents(path, onEvent, signal) {
   const res = await request(path, { signal, headers: { accept: "text/event-stream" } });
   const reader = res.body.getReader();
   const decoder = new TextDecoder();
-  let buffer = "";
+  const parser = new SseParser();
   let lastId = null;
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
-    buffer += decoder.decode(value, { stream: true }).replace(/\r\n?/g, "\n");
-    let cut;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const frame = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      const parsed = parseFrame(frame);
-      if (!parsed) continue;
-      if (parsed.id !== null) lastId = parsed.id;
-      onEvent(parsed.type, parsed.data, parsed.id);
+    for (const event of parser.push(decoder.decode(value, { stream: true }))) {
+      if (event.id !== null) lastId = event.id;
+      onEvent(event.type, event.data, event.id);
     }
   }
   return lastId;
+}
+
+/** Server-sent events from text as it arrives, in pieces cut anywhere. */
+export class SseParser {
+  constructor() {
+    this.buffer = "";
+  }
+
+  /** The complete events ({type, data, id}) the text so far finishes. */
+  push(text) {
+    // Line ends may be \r\n, \r or \n; a \r at the end waits for the next piece.
+    const all = this.buffer + text;
+    const held = all.endsWith("\r") ? "\r" : "";
+    let rest = (held ? all.slice(0, -1) : all).replace(/\r\n?/g, "\n");
+    const events = [];
+    let cut;
+    while ((cut = rest.indexOf("\n\n")) >= 0) {
+      const parsed = parseFrame(rest.slice(0, cut));
+      rest = rest.slice(cut + 2);
+      if (parsed) events.push(parsed);
+    }
+    this.buffer = rest + held;
+    return events;
+  }
 }
 
 /** One SSE frame -> {type, data, id}; comments (keep-alives) and empty frames -> null. */

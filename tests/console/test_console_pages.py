@@ -91,3 +91,45 @@ def test_run_page_shows_a_failed_runs_error(
     expect(page.locator("#timeline .step-error")).to_contain_text(error["code"])
     expect(page.locator("#timeline .step-input")).to_contain_text("this will fail")
     expect(page.locator("#cancel")).to_be_hidden()
+
+
+SSE_TEXT = (
+    ": keep-alive\r\n\r\n"
+    'id: 1\r\nevent: step.start\r\ndata: {"index": 0,\r\ndata:  "step": {"type": "x"}}\r\n\r\n'
+    'id: 2\revent: step.delta\rdata: {"delta": "a\\nb"}\r\r'
+    "data: not json\n\n"
+    'id: 3\nevent: interaction.completed\ndata: {"done": true}\n\n'
+    'id: 4\nevent: cut\ndata: {"partial": '
+)
+
+
+def test_console_parsers_in_the_browser(
+    server: ServerThread, console: Callable[..., Console]
+) -> None:
+    """The SSE reader gets the same events however the stream is cut (CRLF split across
+    pieces included); the CSV reader handles quotes, doubled quotes and newlines in fields."""
+    page = console(server).open("/")
+    script = """async ([text, size]) => {
+        const { SseParser } = await import('/console/api.js');
+        const parser = new SseParser();
+        const events = [];
+        for (let i = 0; i < text.length; i += size) events.push(...parser.push(text.slice(i, i + size)));
+        return events;
+    }"""
+    expected = [
+        {"type": "step.start", "id": "1", "data": {"index": 0, "step": {"type": "x"}}},
+        {"type": "step.delta", "id": "2", "data": {"delta": "a\nb"}},
+        {"type": "interaction.completed", "id": "3", "data": {"done": True}},
+    ]
+    for size in (1, 2, 3, 7, len(SSE_TEXT)):
+        assert page.evaluate(script, [SSE_TEXT, size]) == expected, size
+
+    rows = page.evaluate(
+        """async (text) => (await import('/console/artifacts.js')).parseCsv(text)""",
+        'n,"name, full","note"\r\n1,"Ada ""the first""","two\nlines"\n2,,x',
+    )
+    assert rows == [
+        ["n", "name, full", "note"],
+        ["1", 'Ada "the first"', "two\nlines"],
+        ["2", "", "x"],
+    ]
