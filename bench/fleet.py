@@ -8,9 +8,13 @@ gets a fresh database. Prints figures, never pass/fail:
 - runs/s and create -> completed p50/p95 for background `agent=` runs (scripted model: one
   `exec true` in a real sandbox, then an answer). Runs are created round robin on the nodes,
   and each is followed over SSE from the *next* node, so the time includes the cross-node event
-  fan-out (LISTEN/NOTIFY) that a client of a load-balanced fleet meets;
-- the takeover time after a node dies: a run executing on a node that is killed (-9); from the
-  kill until another node records its next event, and until the run completes there.
+  fan-out (LISTEN/NOTIFY) that a client of a load-balanced fleet meets; the fan-out itself is
+  measured too: each run is also followed on the node that created it, and the difference
+  between the two arrivals of `interaction.completed` is printed as p50/p95;
+- the takeover time after a node dies: a run executing on a node that is killed (-9) inside a
+  3 s command; from the kill until the other node's `run.resumed` event reaches a client
+  streaming from that node, and until the run completes there (the command runs again). It
+  is bounded by the lease TTL (`CORRAL_LEASE_TTL`, 6 s here) plus one heartbeat (TTL/3).
 
 All nodes share this machine's 2 cores and Docker engine, so more nodes add coordination, not
 capacity, here: the figures show the fleet's overhead, not its scaling on several machines.
@@ -185,6 +189,11 @@ async def follow(http: httpx.AsyncClient, url: str, iid: str) -> dict[str, Any]:
     raise RuntimeError(f"stream of {iid} ended without interaction.completed")
 
 
+async def timed_follow(http: httpx.AsyncClient, url: str, iid: str) -> tuple[dict[str, Any], float]:
+    final = await follow(http, url, iid)
+    return final, time.perf_counter()
+
+
 async def throughput(pg: str, n: int, runs: int, conc: int, root: Path) -> dict[str, Any]:
     async with fleet(pg, n, root) as nodes:
         timeout = httpx.Timeout(600, connect=10)
@@ -193,6 +202,7 @@ async def throughput(pg: str, n: int, runs: int, conc: int, root: Path) -> dict[
             assert (await http.post(f"{nodes[0].url}/v1beta/agents", json=spec)).status_code == 200
             gate = asyncio.Semaphore(conc)
             latencies: list[float] = []
+            lags: list[float] = []
             statuses: dict[str, int] = {}
 
             async def one(i: int) -> None:
@@ -204,13 +214,21 @@ async def throughput(pg: str, n: int, runs: int, conc: int, root: Path) -> dict[
                         json={"agent": spec["name"], "input": "go", "background": True},
                     )
                     r.raise_for_status()
-                    final = await follow(http, viewer.url, r.json()["id"])
-                    latencies.append(time.perf_counter() - t0)
+                    iid = r.json()["id"]
+                    # Followed on its creator too: the difference is the cross-node fan-out.
+                    timed = await asyncio.gather(
+                        timed_follow(http, viewer.url, iid), timed_follow(http, creator.url, iid)
+                    )
+                    (final, t_viewer), (_, t_creator) = timed
+                    latencies.append(t_viewer - t0)
+                    if n > 1:
+                        lags.append(t_viewer - t_creator)
                     statuses[final["status"]] = statuses.get(final["status"], 0) + 1
 
             # One warm-up run so the first sandbox create does not weigh on the figures.
             await one(0)
             latencies.clear()
+            lags.clear()
             statuses.clear()
             t0 = time.perf_counter()
             await asyncio.gather(*(one(i) for i in range(runs)))
@@ -222,6 +240,8 @@ async def throughput(pg: str, n: int, runs: int, conc: int, root: Path) -> dict[
         "runs_per_s": round(runs / wall, 2),
         "p50_ms": round(pct(latencies, 50) * 1000),
         "p95_ms": round(pct(latencies, 95) * 1000),
+        "fanout_p50_ms": round(pct(lags, 50) * 1000, 1) if lags else None,
+        "fanout_p95_ms": round(pct(lags, 95) * 1000, 1) if lags else None,
         "statuses": statuses,
     }
 
@@ -229,7 +249,7 @@ async def throughput(pg: str, n: int, runs: int, conc: int, root: Path) -> dict[
 async def takeover(pg: str, root: Path) -> dict[str, Any]:
     """Kill -9 the node executing a run; when does another node carry it on?"""
     async with (
-        fleet(pg, 2, root / "takeover") as nodes,
+        fleet(pg, 2, root) as nodes,
         httpx.AsyncClient(headers=HEADERS, timeout=600) as http,
     ):
         spec = agent(root, "slow", "sleep 3; echo slept")
@@ -246,38 +266,45 @@ async def takeover(pg: str, root: Path) -> dict[str, Any]:
                     owner = node
             await asyncio.sleep(0.05)
         other = nodes[1] if owner is nodes[0] else nodes[0]
+        arrivals: list[tuple[str, float]] = []  # (event type, when it reached `other`)
+
+        async def watch() -> None:
+            params = {"stream": "true", "corral_events": "1"}
+            url = f"{other.url}/v1beta/interactions/{iid}"
+            async with http.stream("GET", url, params=params) as resp:
+                async for line in resp.aiter_lines():
+                    if line.startswith("data: "):
+                        kind = json.loads(line[6:])["event_type"]
+                        arrivals.append((kind, time.perf_counter()))
+                        if kind == "interaction.completed":
+                            return
+
+        watcher = asyncio.create_task(watch())
         await asyncio.sleep(1.0)  # mid-run: inside its `sleep 3`
-        before = (await http.get(f"{other.url}/v1beta/interactions/{iid}")).json()
-        seen = len(before.get("steps") or [])
         owner.proc.send_signal(signal.SIGKILL)
         killed = time.perf_counter()
         await asyncio.to_thread(owner.proc.wait)
-        first_new = None
-        status = "in_progress"
-        deadline = killed + 300
-        while time.perf_counter() < deadline:
-            got = (await http.get(f"{other.url}/v1beta/interactions/{iid}")).json()
-            status = got["status"]
-            if first_new is None and len(got.get("steps") or []) > seen:
-                first_new = time.perf_counter() - killed
-            if status != "in_progress":
-                break
-            await asyncio.sleep(0.1)
-        done = time.perf_counter() - killed
+        await asyncio.wait_for(watcher, 300)
+        final = (await http.get(f"{other.url}/v1beta/interactions/{iid}")).json()
+
+    def after(kind: str) -> float | None:
+        return next((round(t - killed, 2) for k, t in arrivals if k == kind and t > killed), None)
+
     return {
-        "status_after": status,
-        "first_step_after_kill_s": None if first_new is None else round(first_new, 2),
-        "completed_after_kill_s": round(done, 2) if status == "completed" else None,
+        "status_after": final["status"],
+        "resumed_after_kill_s": after("run.resumed"),
+        "completed_after_kill_s": after("interaction.completed"),
         "lease_ttl_s": float(os.environ.get("CORRAL_LEASE_TTL", "6")),
     }
 
 
 def rows(results: list[dict[str, Any]]) -> Iterator[str]:
-    yield "nodes  runs  conc  runs/s  p50 ms  p95 ms  statuses"
+    yield "nodes  runs  conc  runs/s  p50 ms  p95 ms  fan-out p50/p95 ms  statuses"
     for r in results:
+        fan = "-" if r["fanout_p50_ms"] is None else f"{r['fanout_p50_ms']}/{r['fanout_p95_ms']}"
         yield (
             f"{r['nodes']:>5}  {r['runs']:>4}  {r['concurrency']:>4}  {r['runs_per_s']:>6}  "
-            f"{r['p50_ms']:>6}  {r['p95_ms']:>6}  {r['statuses']}"
+            f"{r['p50_ms']:>6}  {r['p95_ms']:>6}  {fan:>18}  {r['statuses']}"
         )
 
 
@@ -285,8 +312,8 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--runs", type=int, default=24)
     ap.add_argument("--concurrency", type=int, default=6)
-    ap.add_argument("--nodes", default="1,2,3")
-    ap.add_argument("--no-takeover", action="store_true")
+    ap.add_argument("--nodes", default="1,2,3", help='node counts; "" for the takeover only')
+    ap.add_argument("--takeovers", type=int, default=3, help="node kills measured (0: none)")
     ap.add_argument("--pg", default=os.environ.get("CORRAL_TEST_POSTGRES_URL"))
     args = ap.parse_args()
     if not args.pg:
@@ -294,12 +321,13 @@ async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="corral-bench-fleet-") as tmp:
         root = Path(tmp)
         results = []
-        for n in (int(x) for x in args.nodes.split(",")):
+        for n in (int(x) for x in args.nodes.split(",") if x.strip()):
             results.append(await throughput(args.pg, n, args.runs, args.concurrency, root))
             print(json.dumps(results[-1]), flush=True)
-        print("\n".join(rows(results)))
-        if not args.no_takeover:
-            print("takeover:", json.dumps(await takeover(args.pg, root)))
+        if results:
+            print("\n".join(rows(results)))
+        for i in range(args.takeovers):
+            print("takeover:", json.dumps(await takeover(args.pg, root / f"t{i}")), flush=True)
 
 
 if __name__ == "__main__":
