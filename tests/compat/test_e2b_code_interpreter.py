@@ -87,8 +87,10 @@ def test_run_code(srv: ServerThread) -> None:
         assert ex.error.name == "ZeroDivisionError"
         assert ex.error.value == "division by zero"
         assert "Traceback" in ex.error.traceback and "ikernel" not in ex.error.traceback
-        ex = sb.run_code("import sys; print('warn', file=sys.stderr)")
+        warned: list[Any] = []
+        ex = sb.run_code("import sys; print('warn', file=sys.stderr)", on_stderr=warned.append)
         assert ex.logs.stderr == ["warn\n"]
+        assert [(m.line, m.error) for m in warned] == [("warn\n", True)]
         # commands and files of the base SDK work on the same sandbox
         sb.files.write("/home/user/data.txt", "3")
         assert sb.run_code("open('data.txt').read()").text == "'3'"
@@ -212,8 +214,11 @@ async def test_async_sdk(srv: ServerThread) -> None:
         assert (await sb.run_code("import os; os.environ['A']", envs={"A": "1"})).text == "'1'"
         ex = await sb.run_code("1 / 0")
         assert ex.error is not None and ex.error.name == "ZeroDivisionError"
+        with pytest.raises(SandboxException, match="'bash' is not supported"):
+            await sb.run_code("ls", language="bash")
         # contexts
-        ctx = await sb.create_code_context()
+        ctx = await sb.create_code_context(cwd="/tmp", language="python")
+        assert (ctx.cwd, ctx.language) == ("/tmp", "python")
         await sb.run_code("y = 1", context=ctx)
         assert (await sb.run_code("y")).error.name == "NameError"  # type: ignore[union-attr]
         assert {c.id for c in await sb.list_code_contexts()} == {"default", ctx.id}
