@@ -63,6 +63,7 @@ async def open_controller(
     heartbeat = None
     if store.dialect == "postgresql":
         heartbeat = Heartbeat(store, node, running=runner.running, on_lost=runner.abandon)
+        runner.capacity = node.capacity
     try:
         if heartbeat is not None:
             await heartbeat.start()

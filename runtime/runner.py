@@ -34,7 +34,14 @@ from runtime.agents.tools import Toolbox
 from runtime.artifacts import ArtifactCollector, host_error, sweep_staging
 from runtime.errors import CorralError, NotFound, StorageFull
 from runtime.events import EventBus
-from runtime.fleet.resume import RESUMED, ResumePlan, plan_resume, restore_workspace
+from runtime.fleet.resume import (
+    CLAIMED,
+    QUEUED,
+    RESUMED,
+    ResumePlan,
+    plan_resume,
+    restore_workspace,
+)
 from runtime.generation import client_tools
 from runtime.ids import new_id
 from runtime.providers.base import GenerationConfig, Message, ModelProvider, Usage
@@ -94,6 +101,8 @@ class Runner:
         self.pool = pool
         self.provider_factory = provider_factory
         self.tasks: dict[str, asyncio.Task[InteractionRecord]] = {}
+        self.capacity: int | None = None
+        """Runs this node executes at once in a fleet (None: no limit, a single node)."""
         self.lost: set[str] = set()
         """Runs whose lease moved to another node: they stop here without writing."""
         self.resumed_from: dict[str, str | None] = {}
@@ -147,6 +156,15 @@ class Runner:
         return rec
 
     def start(self, rec: InteractionRecord) -> asyncio.Task[InteractionRecord]:
+        """Run `rec` here, or (a background run on a full node of a fleet) queue it for any
+        node with room: the returned task then ends cancelled at once, and the run does not."""
+        if (
+            self.capacity is not None
+            and rec.background
+            and rec.id not in self.resumed_from
+            and len(self.running()) >= self.capacity
+        ):
+            return asyncio.create_task(self._queue(rec), name=f"queue-{rec.id}")
         task = asyncio.create_task(self._execute(rec), name=f"run-{rec.id}")
         self.tasks[rec.id] = task
         task.add_done_callback(lambda _t: self.tasks.pop(rec.id, None))
@@ -156,6 +174,17 @@ class Runner:
         return await self.start(rec)
 
     # -- leases ---------------------------------------------------------------------------
+    @property
+    def store_node(self) -> str | None:
+        return getattr(self.store, "node", None)
+
+    async def _queue(self, rec: InteractionRecord) -> InteractionRecord:
+        """Give the lease up so the first node with room claims the run (its sweep)."""
+        await self.bus.emit(rec.id, QUEUED, {"node": self.store_node, "capacity": self.capacity})
+        await self.store.release_interaction(rec.id)  # type: ignore[attr-defined]
+        log.info("run.queued", interaction=rec.id, capacity=self.capacity)
+        raise asyncio.CancelledError  # not over: whoever claims it writes its verdict
+
     def track(self, tasks: dict[str, asyncio.Task[Any]]) -> None:
         """Also count (and stop, when their lease is lost) the runs in `tasks` (the API's plain
         inference runs)."""
@@ -229,7 +258,9 @@ class Runner:
             history = await lifecycle.history(self.store, rec)
             events = await self.store.list_events(rec.id)
             plan = plan_resume(events, n_input)
-            resuming = rec.id in self.resumed_from or plan.resumed
+            claimed = rec.id in self.resumed_from  # taken by this node's sweep
+            from_node = self.resumed_from.pop(rec.id, None)
+            resuming = plan.resumed or from_node is not None
             if resuming:
                 given = to_messages(plan.steps)
                 recorder.next_index = plan.next_index
@@ -240,7 +271,9 @@ class Runner:
             await self.store.update_interaction(rec.tenant, rec.id, sandbox_id=sandbox.id)
             await sandbox.files.mkdir(spec.output_dir)
             if resuming:
-                await self._announce_resume(rec, recorder, plan, sandbox, adopted, spec)
+                await self._announce_resume(rec, recorder, plan, sandbox, adopted, spec, from_node)
+            elif claimed:  # a queued run, started by the node that had room for it
+                await recorder.emit(CLAIMED, {"node": self.store_node})
             collector = ArtifactCollector(
                 store=self.store,
                 emit=recorder.emit,
@@ -450,6 +483,7 @@ class Runner:
         sandbox: Sandbox,
         adopted: bool,
         spec: AgentSpec,
+        from_node: str | None,
     ) -> None:
         restored: list[str] = []
         missing: list[str] = []
@@ -458,8 +492,8 @@ class Runner:
                 self.store, sandbox, rec.id, spec.output_dir
             )
         payload: dict[str, Any] = {
-            "from_node": self.resumed_from.pop(rec.id, None),
-            "node": getattr(self.store, "node", None),
+            "from_node": from_node,
+            "node": self.store_node,
             "step": plan.next_index,
             "rerun": [index for index, _, _ in plan.rerun],
             "discarded": plan.discarded,

@@ -146,7 +146,7 @@ class Heartbeat:
             if held is None:  # our row was removed (an operator, a cleanup): register again
                 await self.register()
                 held = await self.store.heartbeat(local, draining=self.draining)
-        except CorralError as exc:
+        except (CorralError, OSError) as exc:
             silent = time.monotonic() - self._last_ok
             log.warning("fleet.heartbeat_failed", error=str(exc), silent_for=round(silent, 1))
             if silent >= self.config.lease_ttl and local:
@@ -165,7 +165,10 @@ class Heartbeat:
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.heartbeat_every)
-            await self.beat()
+            try:
+                await self.beat()
+            except Exception as exc:  # the heartbeat must outlive any one failure
+                log.error("fleet.heartbeat_crashed", error=f"{type(exc).__name__}: {exc}")
 
     async def start(self) -> None:
         await self.register()

@@ -24,6 +24,10 @@ log = structlog.get_logger("corral.fleet.resume")
 
 RESUMED = "run.resumed"
 """The event a node writes when it continues a run another node (or its own past) left."""
+QUEUED = "run.queued"
+"""A background run created on a node at capacity: its lease is given up for any node."""
+CLAIMED = "run.claimed"
+"""A queued run started by the node that claimed it."""
 CHUNK = 1 << 20
 
 

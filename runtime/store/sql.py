@@ -151,6 +151,8 @@ class SqlStore:
             raise Conflict(f"already exists: {e.orig}") from e
         except DBAPIError as e:
             raise _store_error(e) from e
+        except OSError as e:  # the database server cannot be reached (asyncpg connects raw)
+            raise StoreUnavailable(f"store unavailable: {e}") from e
 
     async def _read(
         self, fn: Callable[Concatenate[Connection, P], R], *args: P.args, **kwargs: P.kwargs
@@ -159,6 +161,8 @@ class SqlStore:
             return await self._runner.read(fn, *args, **kwargs)
         except DBAPIError as e:
             raise _store_error(e) from e
+        except OSError as e:
+            raise StoreUnavailable(f"store unavailable: {e}") from e
 
     async def _upsert(
         self,
