@@ -91,7 +91,7 @@ class Sandbox:
         self.files = Files(self)
         self.browser = Browser(self)
         """The sandbox's headless Chromium (image corral/browser); see sandbox/browser.py."""
-        self.interpreter = Interpreter(rpc, self._call)
+        self.interpreter = Interpreter(rpc, self._call, self._touch)
         """Named Python contexts with streamed output and rich results; see sandbox/interp.py."""
         self.env: dict[str, str] = dict(env or {})
         """Per-run environment applied to every exec (how pooled sandboxes get run env)."""

@@ -34,6 +34,7 @@ from sandbox.rpc.client import GUARD, RpcClient
 T = TypeVar("T")
 
 CellCallback = Callable[[str, Any], Awaitable[None] | None]
+KEEPALIVE = 30.0
 _NOTE_SLACK = 4096
 
 
@@ -77,9 +78,14 @@ class Interpreter:
     """The code interpreter of the guest behind `rpc`; `call` wraps each call (`Sandbox`
     passes its own, which checks the sandbox is open and says why a lost guest died)."""
 
-    def __init__(self, rpc: RpcClient, call: Caller = _direct):
+    def __init__(
+        self, rpc: RpcClient, call: Caller = _direct, touch: Callable[[], None] | None = None
+    ):
         self._rpc = rpc
         self._call = call
+        self._touch = touch
+        """Records use of the sandbox: called every `KEEPALIVE` seconds while a cell runs, so
+        a long silent cell is use (the idle TTL does not remove the sandbox under it)."""
 
     async def create(self, *, language: str | None = None, cwd: str | None = None) -> CodeContext:
         result, _ = await self._call(
@@ -118,6 +124,7 @@ class Interpreter:
         guard = None if timeout is None else timeout + INTERRUPT_GRACE + GUARD
         state = conn.start("interp_run", args)
         reader = _Output(on_output)
+        keepalive = None if self._touch is None else asyncio.ensure_future(self._keepalive())
         try:
             async with asyncio.timeout(guard):
                 while True:
@@ -128,7 +135,15 @@ class Interpreter:
                     await reader.feed(header, data)
                     state.consumed(len(data))
         finally:
+            if keepalive is not None:
+                keepalive.cancel()
             conn.finish(state)
+
+    async def _keepalive(self) -> None:
+        assert self._touch is not None
+        while True:
+            await asyncio.sleep(KEEPALIVE)
+            self._touch()
 
 
 class _Output:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import sandbox.interp
 from sandbox.errors import FileNotFound, InvalidArgument, LimitExceeded
 from sandbox.guest.interp import MAX_CONTEXTS, OUTPUT_MAX
 from sandbox.interp import Interpreter
@@ -247,3 +248,23 @@ async def test_subprocess_output_and_binary_writes(client: RpcClient) -> None:
     # with sys.stdout's lines.
     assert seen[0] == ("stdout", "from-a-child\n")
     assert sorted(seen[1:]) == [("stdout", "to fd 1\n"), ("stdout", "x"), ("stdout", "é\n")]
+
+
+async def test_a_running_cell_keeps_the_sandbox_in_use(
+    client: RpcClient, guest: GuestProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The idle TTL must not remove a sandbox under a long silent cell: while it runs, use is
+    # recorded every KEEPALIVE seconds. The cell ends only once that has happened twice.
+    monkeypatch.setattr(sandbox.interp, "KEEPALIVE", 0.01)
+    touches = 0
+
+    def touch() -> None:
+        nonlocal touches
+        touches += 1
+        if touches == 2:
+            (guest.workspace / "go").write_text("1")
+
+    cell = await Interpreter(client, touch=touch).run(
+        "import os, time\nwhile not os.path.exists('go'):\n    time.sleep(0.01)", timeout=60
+    )
+    assert cell.error is None and touches >= 2
