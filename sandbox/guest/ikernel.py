@@ -413,6 +413,9 @@ def main() -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("MPLCONFIGDIR", f"/tmp/.matplotlib-{os.getuid()}")
     sys.meta_path.insert(0, _PyplotHook())
+    import ipyshim  # beside this file (sys.path[0] until the line below)
+
+    ipyshim.install(display)
     builtins.display = display  # type: ignore[attr-defined]
     sys.path[0] = ""  # import from the working directory, like a notebook
     ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}

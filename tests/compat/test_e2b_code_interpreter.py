@@ -117,6 +117,11 @@ def test_rich_results_and_envs(srv: ServerThread) -> None:
         seen: list[Any] = []
         ex = sb.run_code(RICH, on_result=seen.append, on_stdout=seen.append)
         check_rich(ex, seen)
+        # Jupyter-style code: IPython.display (a stand-in when the image has no IPython)
+        ex = sb.run_code(
+            f"from IPython.display import Image, display\ndisplay(Image(data={PNG!r}))"
+        )
+        assert [r.png for r in ex.results] == [base64.b64encode(PNG).decode()]
         # envs: set for that cell (and its subprocesses), restored after it
         code = "import os, subprocess\n(os.environ.get('FOO'), subprocess.getoutput('echo $FOO'))"
         assert sb.run_code(code, envs={"FOO": "bar"}).text == "('bar', 'bar')"

@@ -268,3 +268,26 @@ async def test_a_running_cell_keeps_the_sandbox_in_use(
         "import os, time\nwhile not os.path.exists('go'):\n    time.sleep(0.01)", timeout=60
     )
     assert cell.error is None and touches >= 2
+
+
+async def test_ipython_display_stand_in(client: RpcClient, guest: GuestProcess) -> None:
+    # Jupyter-style cells import IPython.display; without IPython the kernel provides it
+    (guest.workspace / "chart.png").write_bytes(PNG)
+    seen: list[Any] = []
+    cell = await Interpreter(client).run(
+        "from IPython.display import display, HTML, Image, Markdown, JSON\n"
+        "display(HTML('<b>x</b>'), Markdown('*y*'))\n"
+        "display(JSON({'k': [1]}))\n"
+        "Image(filename='chart.png')",
+        on_output=lambda kind, data: seen.append((kind, data)),
+    )
+    assert cell.error is None
+    assert [d for _, d in seen[:3]] == [
+        {"text/html": "<b>x</b>", "text/plain": "<IPython.core.display.HTML object>"},
+        {"text/markdown": "*y*", "text/plain": "<IPython.core.display.Markdown object>"},
+        {"application/json": {"k": [1]}, "text/plain": "<IPython.core.display.JSON object>"},
+    ]
+    assert cell.result is not None
+    assert cell.result["image/png"] == base64.b64encode(PNG).decode()
+    cell = await Interpreter(client).run("from IPython import get_ipython")
+    assert cell.error is not None and cell.error.name == "ImportError"
