@@ -62,5 +62,8 @@ def test_run_page_shows_a_screenshot_inline_and_a_refusal(
         )
         assert shot.evaluate("i => i.src").startswith("blob:")
         expect(timeline.locator(".step-refused").first).to_contain_text("blocked.example")
-        expect(page.locator('#artifacts li[data-path="about.png"]')).to_be_visible()
+        listed = page.locator('#artifacts li[data-path="about.png"]')
+        listed.get_by_role("button", name="Preview").click()
+        expect(listed.locator(".preview img.shot")).to_be_visible()
+        assert listed.locator(".preview img.shot").evaluate("i => i.naturalWidth") > 0
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
