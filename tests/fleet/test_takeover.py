@@ -76,3 +76,84 @@ def test_a_run_survives_the_kill_of_its_node(
     assert len(rerun) == 1  # the re-run's result, recorded by node b
     ids = [int(e["event_id"]) for e in seen]
     assert ids == list(range(1, len(ids) + 1))  # contiguous across the two nodes
+
+
+def test_sigterm_drains_and_hands_the_run_to_another_node(
+    start_node: Callable[..., ServeNode], scripted_agent: Callable[..., dict[str, Any]]
+) -> None:
+    quick_drain = {**FAST_LEASES, "CORRAL_DRAIN_GRACE": "1"}
+    a = start_node("a", quick_drain)
+    b = start_node("b", quick_drain)
+    spec = scripted_agent(
+        "handoff",
+        "echo before > /workspace/out/before.txt",
+        "echo draining; sleep 6; echo after > /workspace/out/after.txt",
+    )
+    with a.client() as ca:
+        assert ca.post("/v1beta/agents", json=spec).status_code == 200
+        rid = ca.post(
+            "/v1beta/interactions", json={"agent": "handoff", "input": "go", "background": True}
+        ).json()["id"]
+    assert owner_of([a, b]) is a
+    seen: list[dict[str, Any]] = []
+    with (
+        b.client() as cb,
+        cb.stream(
+            "GET", f"/v1beta/interactions/{rid}", params={"stream": "true", "corral_events": "1"}
+        ) as resp,
+    ):
+        stopped = False
+        for ev in sse_events(resp):
+            seen.append(ev)
+            if not stopped and "draining" in str((ev.get("delta") or {}).get("result")):
+                a.stop()  # SIGTERM: the command outlasts the 1 s grace, so the run moves
+                stopped = True
+        assert stopped
+        assert {
+            x["path"] for x in cb.get(f"/v1beta/interactions/{rid}/artifacts").json()["artifacts"]
+        } == {"before.txt", "after.txt"}
+    assert seen[-1]["interaction"]["status"] == "completed"
+    [resumed] = [e for e in seen if e["event_type"] == "run.resumed"]
+    # Released, not expired: the lease had no owner when b claimed it.
+    assert resumed["from_node"] is None and len(resumed["rerun"]) == 1
+    assert '"fleet.handed_off"' in a.logs()  # a let go of it; nobody took it for dead
+    ids = [int(e["event_id"]) for e in seen]
+    assert ids == list(range(1, len(ids) + 1))
+
+
+def test_a_node_restarted_on_its_home_adopts_its_sandbox_and_continues(
+    start_node: Callable[..., ServeNode], scripted_agent: Callable[..., dict[str, Any]]
+) -> None:
+    a = start_node("a", FAST_LEASES)
+    spec = scripted_agent(
+        "phoenix",
+        "echo kept > /workspace/scratch.txt",  # outside out/: only the old sandbox has it
+        "echo restart-me; sleep 5",
+        "cp /workspace/scratch.txt /workspace/out/scratch.txt",
+    )
+    with a.client() as ca:
+        assert ca.post("/v1beta/agents", json=spec).status_code == 200
+        rid = ca.post(
+            "/v1beta/interactions", json={"agent": "phoenix", "input": "go", "background": True}
+        ).json()["id"]
+        with ca.stream(
+            "GET", f"/v1beta/interactions/{rid}", params={"stream": "true", "corral_events": "1"}
+        ) as resp:
+            for ev in sse_events(resp):
+                if "restart-me" in str((ev.get("delta") or {}).get("result")):
+                    break
+    a.kill()
+    again = start_node("a", FAST_LEASES)  # same home, so the same node id and engine label
+    with (
+        again.client() as c,
+        c.stream(
+            "GET", f"/v1beta/interactions/{rid}", params={"stream": "true", "corral_events": "1"}
+        ) as resp,
+    ):
+        seen = list(sse_events(resp))
+        scratch = c.get(f"/v1beta/interactions/{rid}/artifacts/scratch.txt")
+    assert seen[-1]["interaction"]["status"] == "completed"
+    [resumed] = [e for e in seen if e["event_type"] == "run.resumed"]
+    node = (again.home / "node_id").read_text().strip()
+    assert (resumed["from_node"], resumed["node"], resumed["sandbox"]) == (node, node, "adopted")
+    assert scratch.status_code == 200 and scratch.text == "kept\n"
