@@ -10,6 +10,7 @@ naming the feature (docs/e2b.md).
     lifecycle.py    /v2/sandboxes, /sandboxes/{id}[/timeout|/connect|...]  (E2B_API_URL)
     envd.py         /process.Process/*, /filesystem.Filesystem/*, /files, /health
     interpreter.py  /execute, /contexts                                    (E2B_SANDBOX_URL)
+    interp_stream.py  one /execute as E2B's JSON lines, streamed while the cell runs
     connect.py      Connect-RPC framing (JSON codec) and its error codes
     common.py       state (access tokens, templates, running commands), auth, paths
 """

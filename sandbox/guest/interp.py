@@ -18,8 +18,8 @@ process). Cells of one context run one at a time, in order; contexts run in para
 
 Each cell's stdout and stderr are forwarded up to `OUTPUT_MAX` bytes each (the rest is read
 and dropped, and a note says how much), display data up to `DISPLAY_MAX` per cell. The kernel
-runs the sandbox's code, so everything it sends is checked: an event over `EVENT_MAX` or one
-that is not the expected JSON kills the kernel (its variables are lost, and the cell says so).
+runs the sandbox's code, so everything it sends is checked (interp_kernel.py): an event that
+is too large or not the expected JSON kills the kernel (its variables are lost, the cell says so).
 
 A timeout (or the caller going away) sends SIGINT: the cell gets KeyboardInterrupt and the
 namespace is kept; a cell that does not stop within `INTERRUPT_GRACE` seconds has its kernel
@@ -32,10 +32,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import struct
-import subprocess
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,11 +39,10 @@ from . import args as A
 from .channel import CallState
 from .errors import INVALID_ARGUMENT, LIMIT_EXCEEDED, NOT_FOUND, ToolFailure, from_os_error
 from .execcore import resolve_cwd
-from .fdio import READ_SIZE, kill_group, reap_later, set_once, wait_exit, writable
-from .privs import popen_credentials
+from .fdio import wait_exit
+from .interp_kernel import Kernel, KernelDied
 from .wire import CHUNK
 
-KERNEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ikernel.py")
 DEFAULT = "default"
 LANGUAGES = ("python",)
 MAX_CONTEXTS = 16
@@ -56,162 +51,8 @@ OUTPUT_MAX = 4 << 20
 """Bytes of stdout (and of stderr) forwarded per cell."""
 DISPLAY_MAX = 32 << 20
 """Bytes of display data (results, figures) forwarded per cell."""
-EVENT_MAX = 24 << 20
-"""One message from the kernel; larger means a hostile or broken kernel."""
 INTERRUPT_GRACE = 2.0
 CODE_MAX = 4 << 20
-_LEN = struct.Struct("!I")
-
-
-class KernelDied(Exception):
-    pass
-
-
-class _Kernel:
-    """One `ikernel.py` process and its three pipes (requests in; stdout, stderr, events out)."""
-
-    def __init__(self, cwd: str, env: Mapping[str, str]) -> None:
-        req_r, self.req_w = os.pipe()
-        self.ev_r, ev_w = os.pipe()
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, KERNEL, str(req_r), str(ev_w)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                pass_fds=(req_r, ev_w),
-                cwd=cwd,
-                env=dict(env),
-                start_new_session=True,
-                **popen_credentials(),
-            )
-        except BaseException:
-            os.close(self.req_w)
-            os.close(self.ev_r)
-            raise
-        finally:
-            os.close(req_r)
-            os.close(ev_w)
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        self.streams = {"stdout": self.proc.stdout.fileno(), "stderr": self.proc.stderr.fileno()}
-        for fd in (self.req_w, self.ev_r, *self.streams.values()):
-            os.set_blocking(fd, False)
-        self.open_streams = dict(self.streams)
-        self._events = bytearray()
-        self.events_eof = False
-        self.closed = False
-        """Killed (restart, remove, timeout): the cell in progress ends with KernelDied."""
-        self._released = False
-        self._waiter: asyncio.Future[None] | None = None
-
-    async def send(self, request: dict[str, Any]) -> None:
-        raw = json.dumps(request).encode()
-        view = memoryview(_LEN.pack(len(raw)) + raw)
-        while view:
-            try:
-                view = view[os.write(self.req_w, view) :]
-            except BlockingIOError:
-                await writable(self.req_w)
-            except (BrokenPipeError, OSError):
-                raise KernelDied from None
-
-    def read_stream(self, name: str) -> bytes | None:
-        """What stdout/stderr has now (b"" if nothing yet); None at EOF."""
-        fd = self.open_streams.get(name)
-        if fd is None or self._released:
-            return None
-        try:
-            data = os.read(fd, READ_SIZE)
-        except BlockingIOError:
-            return b""
-        if not data:
-            del self.open_streams[name]
-            return None
-        return data
-
-    def next_event(self) -> dict[str, Any] | None:
-        """A complete event if one is buffered or readable now (KernelDied at EOF)."""
-        while True:
-            if len(self._events) >= _LEN.size:
-                n = _LEN.unpack_from(self._events)[0]
-                if n > EVENT_MAX:
-                    raise KernelDied(f"sent a {n}-byte event (more than {EVENT_MAX})")
-                if len(self._events) >= _LEN.size + n:
-                    body = bytes(self._events[_LEN.size : _LEN.size + n])
-                    del self._events[: _LEN.size + n]
-                    return _check_event(body)
-            if self.closed:
-                raise KernelDied("restarted")
-            if self.events_eof:
-                raise KernelDied
-            try:
-                data = os.read(self.ev_r, READ_SIZE)
-            except BlockingIOError:
-                return None
-            if not data:
-                self.events_eof = True
-            self._events += data
-
-    async def readable(self) -> None:
-        """Wait until the event pipe or an open output stream has something (or EOF)."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        if self.closed:
-            return
-        fds = [*self.open_streams.values(), *(() if self.events_eof else (self.ev_r,))]
-        for fd in fds:
-            loop.add_reader(fd, set_once, fut)
-        self._waiter = fut
-        try:
-            await fut
-        finally:
-            self._waiter = None
-            for fd in fds:
-                loop.remove_reader(fd)
-
-    def discard_output(self) -> None:
-        """Drop what background threads printed between cells."""
-        for name in list(self.open_streams):
-            while self.read_stream(name):
-                pass
-        while self.next_event() is not None:
-            pass
-
-    def interrupt(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(self.proc.pid, signal.SIGINT)
-
-    def kill(self) -> None:
-        """Kill its process group; a cell waiting on it wakes up and ends (KernelDied)."""
-        if not self.closed:
-            self.closed = True
-            kill_group(self.proc)
-            reap_later(self.proc)
-        if self._waiter is not None:
-            set_once(self._waiter)
-
-    def release(self) -> None:
-        """Close our ends of its pipes. Only once no cell waits on them: a closed fd's number
-        can be reused at once, and a waiting cell would then unregister someone else's."""
-        self.kill()
-        if self._released:
-            return
-        self._released = True
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        self.proc.stdout.close()
-        self.proc.stderr.close()
-        os.close(self.req_w)
-        os.close(self.ev_r)
-
-
-def _check_event(body: bytes) -> dict[str, Any]:
-    try:
-        event = json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: nested deeper than json allows
-        raise KernelDied("sent an event that is not JSON") from None
-    if not isinstance(event, dict) or event.get("t") not in ("stream", "display", "done"):
-        raise KernelDied("sent an unexpected event")
-    return event
 
 
 class _Forward:
@@ -260,7 +101,7 @@ class _Context:
         self.id = ctx_id
         self.language = language
         self.cwd = cwd
-        self.kernel: _Kernel | None = None
+        self.kernel: Kernel | None = None
         self.lock = asyncio.Lock()
 
     def describe(self) -> dict[str, str]:
@@ -297,7 +138,7 @@ class Interpreters:
             )
         ctx = _Context(os.urandom(16).hex(), language, resolve_cwd(self.root, cwd))
         try:  # started now (as E2B starts a kernel), so its first cell does not wait for it
-            ctx.kernel = _Kernel(ctx.cwd, self.env)
+            ctx.kernel = Kernel(ctx.cwd, self.env)
         except OSError as exc:
             raise from_os_error(exc, f"starting Python in {ctx.cwd}") from None
         self.contexts[ctx.id] = ctx
@@ -329,11 +170,11 @@ class Interpreters:
     ) -> dict[str, Any]:
         await ctx.lock.acquire()
         handed_over = False
-        kernel: _Kernel | None = None
+        kernel: Kernel | None = None
         try:
             if ctx.kernel is None or ctx.kernel.closed:
                 try:
-                    ctx.kernel = _Kernel(ctx.cwd, self.env)
+                    ctx.kernel = Kernel(ctx.cwd, self.env)
                 except OSError as exc:
                     raise from_os_error(exc, f"starting Python in {ctx.cwd}") from None
             kernel = ctx.kernel
@@ -362,7 +203,7 @@ class Interpreters:
                 ctx.lock.release()
 
 
-async def _pump(kernel: _Kernel, out: _Forward | None) -> dict[str, Any] | None:
+async def _pump(kernel: Kernel, out: _Forward | None) -> dict[str, Any] | None:
     """Forward what is readable now; the `done` event if it came. What went to fds 1/2
     (subprocesses) before an event is in their pipes by the time the event is (the kernel
     writes events after), so draining them once an event is read, and before forwarding it,
@@ -385,7 +226,7 @@ async def _pump(kernel: _Kernel, out: _Forward | None) -> dict[str, Any] | None:
             await out.display(event.get("data"))
 
 
-async def _until_done(kernel: _Kernel, out: _Forward | None) -> dict[str, Any]:
+async def _until_done(kernel: Kernel, out: _Forward | None) -> dict[str, Any]:
     while True:
         event = await _pump(kernel, out)
         if event is not None:
@@ -394,7 +235,7 @@ async def _until_done(kernel: _Kernel, out: _Forward | None) -> dict[str, Any]:
 
 
 async def _cell(
-    kernel: _Kernel, out: _Forward, timeout: float | None
+    kernel: Kernel, out: _Forward, timeout: float | None
 ) -> tuple[dict[str, Any], bool]:
     try:
         async with asyncio.timeout(timeout):
@@ -444,7 +285,7 @@ def _failure(name: str, value: str, *, restarted: bool) -> dict[str, Any]:
     }
 
 
-async def _lost(ctx: _Context, kernel: _Kernel, exc: KernelDied) -> dict[str, Any]:
+async def _lost(ctx: _Context, kernel: Kernel, exc: KernelDied) -> dict[str, Any]:
     why = f" ({exc})" if str(exc) else ""
     status = None
     if not kernel.closed and not str(exc):  # its pipes closed: it is exiting, say how
@@ -462,7 +303,7 @@ async def _lost(ctx: _Context, kernel: _Kernel, exc: KernelDied) -> dict[str, An
     )
 
 
-async def _abandon(ctx: _Context, kernel: _Kernel) -> None:
+async def _abandon(ctx: _Context, kernel: Kernel) -> None:
     """Interrupt an abandoned cell and wait for it to end (else kill it); then unlock."""
     try:
         kernel.interrupt()
