@@ -111,6 +111,9 @@ def test_validate_checks_like_create_without_storing(start_server: StartServer) 
         "name: w\nwings: 2": "wings",
         "[1, 2]": "mapping",
         "name: [unclosed": "not YAML",
+        # a "billion laughs" document: refused before anything walks it
+        "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+        "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nname: w\ntools: [*c, *c, *c]": "aliases",
     }
     for text, needle in cases.items():
         r = httpx.post(url, json={"spec": text}, headers=a)

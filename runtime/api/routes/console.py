@@ -156,9 +156,11 @@ async def validate_agent(
         if len(data) > MAX_SPEC_CHARS:
             raise BadRequest(f"spec: over {MAX_SPEC_CHARS} characters")
         try:
-            data = yaml.safe_load(data)
+            data = _load_yaml(data)
         except yaml.YAMLError as exc:
             return {"valid": False, "error": f"not YAML or JSON: {exc}"}
+        except ValueError as exc:
+            return {"valid": False, "error": str(exc)}
     if not isinstance(data, dict):
         if body.get("spec") is None:
             raise BadRequest("spec: required (the agent as YAML/JSON text or an object)")
@@ -176,3 +178,11 @@ async def validate_agent(
         return {"valid": False, "error": exc.message}
     view = agents.agent_view(agent.name, agent.to_dict())
     return {"valid": True, "agent": view, "request": data}
+
+
+def _load_yaml(text: str) -> Any:
+    """YAML (or JSON) from a caller, without aliases: `*name` lets a few hundred bytes stand
+    for billions of nodes that validation would then walk (a "billion laughs" document)."""
+    if any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=yaml.SafeLoader)):
+        raise ValueError("YAML aliases (*name) are not accepted in an agent spec")
+    return yaml.safe_load(text)
