@@ -81,6 +81,16 @@ def test_pty_kill_ends_the_whole_session(sb: Sandbox) -> None:
     assert not sb.pty.kill(h.pid)  # gone: False, as E2B answers
 
 
+def test_pty_connect_follows_it(sb: Sandbox) -> None:
+    h = sb.pty.create(PtySize(rows=24, cols=80))
+    follower = sb.pty.connect(h.pid)
+    sb.pty.send_stdin(h.pid, b"echo follow-$((6*7)); exit 0\n")
+    seen = bytearray()
+    assert follower.wait(on_pty=seen.extend).exit_code == 0
+    assert b"follow-42" in seen
+    assert h.wait().exit_code == 0
+
+
 def test_pty_timeout_kills_it(sb: Sandbox) -> None:
     h = sb.pty.create(PtySize(rows=24, cols=80), timeout=1)
     with pytest.raises(Exception, match=r"timed out|deadline"):

@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
 from e2b import AsyncSandbox, FilesystemEvent, Sandbox
 from e2b.exceptions import SandboxException
@@ -128,6 +129,23 @@ def test_symlink_loops_and_too_many_folders(sb: Sandbox) -> None:
     _until(h, GAP, seen)
     assert sb.commands.run("echo alive").stdout == "alive\n"
     h.stop()
+
+
+def test_newer_watch_options_are_refused_by_name(sb: Sandbox, srv: ServerThread) -> None:
+    """include_entry / allow_network_mounts (envd 0.6.3+): the SDK refuses them for the envd
+    we announce; a client sending them anyway is refused naming the option, not ignored."""
+    headers = {
+        "Content-Type": "application/json",
+        "E2b-Sandbox-Id": sb.sandbox_id,
+        "X-Access-Token": sb._envd_access_token or "",
+    }
+    for option, name in (("includeEntry", "include_entry"), ("allowNetworkMounts", "allow_")):
+        r = httpx.post(
+            f"{srv.url}/filesystem.Filesystem/CreateWatcher",
+            json={"path": "/home/user", option: True},
+            headers=headers,
+        )
+        assert r.status_code == 501 and name in r.json()["message"], r.text
 
 
 def test_watchers_per_sandbox_are_capped(sb: Sandbox) -> None:
