@@ -150,16 +150,19 @@ class SandboxHub:
             return
         handle, why = await self._run_sandbox(tenant, sandbox_id)
         assert why.interaction is not None
-        run = await self.store.get_interaction(tenant, why.interaction)
-        if run.status == "in_progress":
-            raise Conflict(
-                f"sandbox {sandbox_id} is in use by interaction {run.id}, which is in progress; "
-                "cancel the interaction first"
-            )
+        # The run it was made for, or a follow-up that took it over, may still be running.
+        running = await self.store.list_interactions(tenant, status="in_progress", limit=10_000)
+        for run in running:
+            if run.id == why.interaction or run.sandbox_id == handle.id:
+                raise Conflict(
+                    f"sandbox {sandbox_id} is in use by interaction {run.id}, which is in "
+                    "progress; cancel the interaction first"
+                )
         with contextlib.suppress(SandboxNotFound):
             await self.backend.destroy(handle.id)
-        if run.sandbox_id == handle.id:
-            await self.store.update_interaction(tenant, run.id, sandbox_id=None)
+        owner = await self.store.get_interaction(tenant, why.interaction)
+        if owner.sandbox_id == handle.id:
+            await self.store.update_interaction(tenant, owner.id, sandbox_id=None)
 
     async def _refuse_run_sandbox(self, tenant: str, sandbox_id: str) -> None:
         with contextlib.suppress(NotFound):

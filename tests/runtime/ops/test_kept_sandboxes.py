@@ -3,10 +3,12 @@ a tenant's gateway sandboxes and the sandboxes kept for its agent runs (issue 14
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import docker
 import httpx
@@ -144,3 +146,49 @@ def test_a_running_runs_sandbox_is_not_deleted_under_it(
             http.post(f"{srv.url}/v1beta/interactions/{run['id']}/cancel", headers=A).status_code
             == 200
         )
+
+
+def test_a_follow_up_running_in_a_kept_sandbox_keeps_it(
+    start_server: Callable[..., ServerThread], tmp_path: Path
+) -> None:
+    srv = start_server(ApiConfig(keys=ApiKeys.from_mapping({"key-a": "a"}), allow_scripted=True))
+    base = f"{srv.url}/v1beta/sandboxes"
+    sleep = [{"tool_calls": [{"name": "exec", "arguments": {"command": "sleep 60"}}]}]
+    with httpx.Client(timeout=120) as http:
+        for spec in (
+            _agent(tmp_path, "quick", [{"text": "ok"}]),
+            # a scripted model replays by position: the first run's reply is turn 0
+            _agent(tmp_path, "sleeper", [{"text": "(first run)"}, *sleep, {"text": "done"}]),
+        ):
+            assert http.post(f"{srv.url}/v1beta/agents", json=spec, headers=A).status_code == 200
+        first = http.post(
+            f"{srv.url}/v1beta/interactions", json={"agent": "quick", "input": "x"}, headers=A
+        ).json()
+        assert first["status"] == "completed", first
+        (kept,) = http.get(base, headers=A).json()["sandboxes"]
+        follow = http.post(
+            f"{srv.url}/v1beta/interactions",
+            json={
+                "agent": "sleeper",
+                "input": "y",
+                "background": True,
+                "previous_interaction_id": first["id"],
+            },
+            headers=A,
+        ).json()
+        url = f"{srv.url}/v1beta/interactions/{follow['id']}"
+
+        def sleeping() -> bool:
+            now = http.get(url, headers=A).json()
+            assert now["status"] == "in_progress", now
+            return "code_execution_call" in json.dumps(now["steps"])
+
+        _poll(sleeping)
+        # the sandbox was made for the first run, but the follow-up is using it now
+        assert http.get(base, headers=A).json()["sandboxes"] == [
+            {**kept, "last_used": ANY, "expires": ANY}
+        ]
+        refused = http.delete(f"{base}/{kept['id']}", headers=A)
+        assert refused.status_code == 409, refused.text
+        assert follow["id"] in refused.json()["error"]["message"]
+        assert http.post(f"{url}/cancel", headers=A).status_code == 200
