@@ -176,12 +176,12 @@ class Runner:
     # -- leases ---------------------------------------------------------------------------
     @property
     def store_node(self) -> str | None:
-        return getattr(self.store, "node", None)
+        return self.store.node
 
     async def _queue(self, rec: InteractionRecord) -> InteractionRecord:
         """Give the lease up so the first node with room claims the run (its sweep)."""
         await self.bus.emit(rec.id, QUEUED, {"node": self.store_node, "capacity": self.capacity})
-        await self.store.release_interaction(rec.id)  # type: ignore[attr-defined]
+        await self.store.release_interaction(rec.id)
         log.info("run.queued", interaction=rec.id, capacity=self.capacity)
         raise asyncio.CancelledError  # not over: whoever claims it writes its verdict
 

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,12 +82,18 @@ def load_node_id(home: Path) -> str:
     """The id kept in `$CORRAL_HOME/node_id`, created on first use (the controller's own file:
     nothing a sandbox can write, opened without following links)."""
     path = home / NODE_ID_FILE
-    with contextlib.suppress(FileNotFoundError):
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd) as f:
-            found = f.read(MAX_NODE_ID + 1).strip()
-        if found:
-            return found
+    try:
+        return _read_or_create_node_id(home, path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot use {path} as this node's id file ({exc}); set CORRAL_NODE_ID or remove it"
+        ) from exc
+
+
+def _read_or_create_node_id(home: Path, path: Path) -> str:
+    found = _read_node_id(path)
+    if found is not None:
+        return found
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     node_id = new_id("node")
     tmp = home / f"{NODE_ID_FILE}.{os.getpid()}.tmp"
@@ -94,12 +101,29 @@ def load_node_id(home: Path) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(node_id + "\n")
     try:
-        os.link(tmp, path)  # the first process to create it wins; others read its id
+        os.link(tmp, path)  # the first process to create it wins; the others read its id
     except FileExistsError:
-        return load_node_id(home)
+        node_id = _read_node_id(path) or ""
     finally:
         os.unlink(tmp)
+    if not node_id:
+        raise OSError(f"{path} appeared empty")
     return node_id
+
+
+def _read_node_id(path: Path) -> str | None:
+    """The id in the file; None when there is no file. Only a regular file is read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, encoding="ascii") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError("not a regular file")
+        found = f.read(MAX_NODE_ID + 1).strip()
+    if not found:
+        raise OSError("empty")
+    return found
 
 
 class Heartbeat:
@@ -179,6 +203,10 @@ class Heartbeat:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if not self.config.url:
+            # An in-process CLI run's node: nobody can reach it, and its id is never reused.
+            with contextlib.suppress(CorralError):
+                await self.store.delete_node(self.config.id)
 
 
 def _float_env(name: str, default: float) -> float:

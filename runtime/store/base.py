@@ -136,6 +136,9 @@ class WebhookDeliveryRecord:
 class Store(Protocol):
     """Durable state of the controller. Implementations: `runtime.store.sql.SqlStore`."""
 
+    node: str | None
+    """This process's node id in a fleet: the runs it creates are leased to it."""
+
     # Interactions -----------------------------------------------------------------------------
     async def create_interaction(self, rec: InteractionRecord) -> InteractionRecord: ...
 
@@ -166,6 +169,10 @@ class Store(Protocol):
 
     async def delete_interaction(self, tenant: str, interaction_id: str) -> None:
         """Also deletes its events, artifact rows, idempotency keys and webhook deliveries."""
+        ...
+
+    async def release_interaction(self, interaction_id: str) -> bool:
+        """Give up this node's lease on a run: any node may claim it at once."""
         ...
 
     # Events -----------------------------------------------------------------------------------
