@@ -16,8 +16,8 @@ Confinement: the folder is opened with the workspace's race-free walk (no `..`, 
 followed), and every watch is added through `/proc/self/fd/N` of a descriptor opened that way,
 so a symlink or a rename racing the walk never leads a watch outside the workspace. Symlinks
 are never descended (a symlink loop is just an entry). Work per event is bounded: at most
-`MAX_WATCHES` watched folders and `MAX_PENDING` queued events per call, `MAX_CALLS` watches
-per guest.
+`MAX_WATCHES` watched folders, `MAX_SCAN` entries looked at per recursive walk and
+`MAX_PENDING` queued events per call, `MAX_CALLS` watches per guest.
 
 inotify through ctypes (libc); where inotify is missing (ctypes or the syscall unavailable,
 e.g. some gVisor builds) a polling fallback diffs snapshots every `POLL_INTERVAL` seconds,
@@ -42,6 +42,8 @@ from .paths import Workspace
 Result = tuple[dict[str, Any], bytes]
 
 MAX_WATCHES = 1024
+MAX_SCAN = 100_000
+"""Entries one recursive walk looks at (a folder of a million files must not stall the guest)."""
 MAX_PENDING = 4096
 MAX_CALLS = 16
 BATCH_MAX = 512
@@ -133,6 +135,7 @@ class Inotify:
         """Watch the folder `rel` (below the watched one) and, if recursive, its subfolders,
         walking with descriptors only (nothing followed)."""
         stack = [rel]
+        scanned = 0
         while stack:
             names = stack.pop()
             if len(self.dirs) >= MAX_WATCHES:
@@ -153,6 +156,10 @@ class Inotify:
                 if self.recursive:
                     with os.scandir(fd) as it:
                         for entry in it:
+                            scanned += 1
+                            if scanned > MAX_SCAN:  # the guest's loop waits on this walk
+                                self.out.lose()
+                                return
                             if entry.is_dir(follow_symlinks=False):
                                 stack.append([*names, entry.name])
             except OSError:

@@ -337,5 +337,8 @@ async def test_async(srv: ServerThread) -> None:
         assert r.stdout == "async\n"
         await box.files.write("/home/user/x.txt", "x")
         assert await box.files.read("/home/user/x.txt") == "x"
+        r = await box.commands.run("cat /home/user/x.txt && echo y > /home/user/y.txt")
+        assert r.stdout == "x"
+        assert await box.files.read("/home/user/y.txt") == "y\n"
     finally:
         await box.kill()

@@ -126,3 +126,26 @@ def test_pending_events_are_bounded() -> None:
 def test_hostile_batches_are_refused(payload: bytes) -> None:
     with pytest.raises(ProtocolError):
         parse(payload)
+
+
+def test_walks_and_watches_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A recursive watch looks at a bounded number of entries and watches a bounded number of
+    folders; past either bound the batch says events may be missing."""
+    for i in range(30):
+        (tmp_path / f"f{i}").write_text("")
+        (tmp_path / f"d{i}").mkdir()
+    ws = Workspace(str(tmp_path))
+    try:
+        for name, value in (("MAX_SCAN", 10), ("MAX_WATCHES", 5)):
+            with monkeypatch.context() as m:
+                m.setattr(guest_watch, name, value)
+                out = guest_watch.Batcher()
+                watcher = guest_watch.Inotify(ws, [], True, out)
+                try:
+                    watcher.add_tree([])
+                    assert out.dropped >= 1, name
+                    assert len(watcher.dirs) <= min(value, 31)
+                finally:
+                    watcher.close()
+    finally:
+        ws.close()
