@@ -168,12 +168,19 @@ class EgressManager:
         hosts = list(subnet.hosts())
         proxy_ip, sandbox_ip = str(hosts[1]), str(hosts[2])
         try:
-            await self._run(
-                self._client().api.connect_container_to_network,
-                proxy_id,
-                name,
-                ipv4_address=proxy_ip,
-            )
+            try:
+                await self._run(
+                    self._client().api.connect_container_to_network,
+                    proxy_id,
+                    name,
+                    ipv4_address=proxy_ip,
+                )
+            except SandboxNotFound:
+                # Another process (`corral sandbox gc`, a `corral run` ending) removed the proxy
+                # as unused between its start and our network: start it again; it joins every
+                # sandbox network, ours included.
+                async with self._lock:
+                    await self._ensure_proxy()
             self.policy.put(
                 sandbox_ip,
                 {

@@ -18,7 +18,10 @@ import pytest
 import yaml
 
 from runtime.api.config import ApiConfig
+from sandbox.api import Sandbox
+from sandbox.backends.docker import DockerBackend
 from sandbox.egress import EgressManager
+from sandbox.spec import SandboxSpec
 from tests.runtime.api.conftest import ServerThread
 from tests.runtime.test_cli_frictions import corral
 
@@ -146,3 +149,31 @@ def test_server_reaper_restarts_and_removes_the_proxy(
         _poll(lambda: _proxy(engine, name) is None)
         _poll(lambda: http.get(f"{srv.url}/healthz").json()["egress_proxy"] == "off")
     engine.close()
+
+
+async def test_a_proxy_removed_mid_create_is_started_again(
+    corral_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process removes the proxy as unused (it saw no sandbox network yet) between
+    this create's proxy start and its network: the create starts it again and succeeds."""
+    backend = DockerBackend(corral_home)
+    engine = docker.from_env()
+    egress = backend.egress
+    real = egress._create_network
+
+    async def racing(name: str, sandbox_id: str) -> Any:
+        engine.containers.get(egress.proxy_name).remove(force=True)  # the other process
+        return await real(name, sandbox_id)
+
+    monkeypatch.setattr(egress, "_create_network", racing)
+    spec = SandboxSpec(memory="256m", network="allowlist", allowlist=("example.com",))
+    try:
+        async with await Sandbox.create(spec, backend=backend) as sb:
+            r = await sb.exec(
+                "curl -s -o /dev/null -w '%{http_code}' --max-time 20 http://blocked.invalid/",
+                timeout=60,
+            )
+            assert r.stdout == "403", (r.stdout, r.stderr)  # the proxy answers: wired again
+    finally:
+        await backend.aclose()
+        engine.close()
