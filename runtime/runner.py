@@ -460,7 +460,10 @@ class Runner:
             with contextlib.suppress(Exception):
                 await provider.aclose()
         with contextlib.suppress(Exception):
-            await recorder.drain()  # refused by the fence if another node holds the lease
+            # Refused by the fence if another node holds the lease; bounded, because a node
+            # cut off from its database would wait here for ever.
+            async with asyncio.timeout(LET_GO_DRAIN_SECONDS):
+                await recorder.drain()
         log.warning("run.lease_lost", interaction=rec.id)
 
     async def _resume_sandbox(
@@ -529,6 +532,7 @@ class Runner:
                 await task
 
 
+LET_GO_DRAIN_SECONDS = 5.0
 RESERVE_NAME = ".reserve"
 RESERVE_BYTES = 1 << 20
 """Space held in `$CORRAL_HOME` so a run's end can still be recorded when the disk fills."""

@@ -166,13 +166,16 @@ class Heartbeat:
         """One renewal; stops local runs whose lease is gone."""
         local = self.running()
         try:
-            held = await self.store.heartbeat(local, draining=self.draining)
-            if held is None:  # our row was removed (an operator, a cleanup): register again
-                await self.register()
+            # A dropped network hangs a query rather than failing it: bound each beat.
+            async with asyncio.timeout(self.config.heartbeat_every):
                 held = await self.store.heartbeat(local, draining=self.draining)
-        except (CorralError, OSError) as exc:
+                if held is None:  # our row was removed (an operator, a cleanup): register again
+                    await self.register()
+                    held = await self.store.heartbeat(local, draining=self.draining)
+        except (CorralError, OSError, TimeoutError) as exc:
             silent = time.monotonic() - self._last_ok
-            log.warning("fleet.heartbeat_failed", error=str(exc), silent_for=round(silent, 1))
+            error = str(exc) or type(exc).__name__
+            log.warning("fleet.heartbeat_failed", error=error, silent_for=round(silent, 1))
             if silent >= self.config.lease_ttl and local:
                 # Cut off for a whole TTL: another node may already run these. Stop them here;
                 # their fenced writes could not land anyway.

@@ -40,6 +40,7 @@ T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_THREADS = 4
+PG_IDLE_IN_TRANSACTION_MS = 10_000
 
 
 class TxRunner(Protocol):
@@ -135,7 +136,17 @@ def _sqlite_engine(url: URL, *, memory: bool) -> Engine:
 
 class AsyncRunner:
     def __init__(self, url: URL) -> None:
-        self._engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True)
+        connect_args: dict[str, Any] = {}
+        if url.get_backend_name() == "postgresql" and url.get_driver_name() == "asyncpg":
+            # Our transactions never wait on anything but the database: one left idle is a
+            # client that vanished (a partitioned node). End it, so its row locks do not keep
+            # other nodes from claiming the runs it held.
+            connect_args["server_settings"] = {
+                "idle_in_transaction_session_timeout": str(PG_IDLE_IN_TRANSACTION_MS)
+            }
+        self._engine: AsyncEngine = create_async_engine(
+            url, pool_pre_ping=True, connect_args=connect_args
+        )
         self.dialect = self._engine.dialect.name
 
     async def read(
