@@ -462,8 +462,10 @@ async def _run(
             if result.signal is None
             else f"signal: {result.signal}",
         }
-        if result.timed_out:
-            end["error"] = "command timed out"
+        if result.timed_out:  # the request's deadline: Connect's deadline_exceeded, which
+            # the SDK raises as TimeoutException (an end event would be exit code 124)
+            yield end_stream(504, "command timed out")
+            return
         yield envelope({"event": {"end": end}})
         yield end_stream()
     finally:

@@ -342,3 +342,43 @@ async def test_async(srv: ServerThread) -> None:
         assert await box.files.read("/home/user/y.txt") == "y\n"
     finally:
         await box.kill()
+
+
+async def test_async_lifecycle_and_commands(srv: ServerThread) -> None:
+    """The async SDK through the rows the sync tests cover: list filters, info, set_timeout,
+    connect, background/kill/list, stdin, commands.connect, timeouts, exit codes, pause."""
+    box = await AsyncSandbox.create(timeout=60, metadata={"suite": "e2b-async"})
+    try:
+        found = AsyncSandbox.list(query=SandboxQuery(metadata={"suite": "e2b-async"}))
+        assert [s.sandbox_id for s in await found.next_items()] == [box.sandbox_id]
+        assert (await box.get_info()).metadata == {"suite": "e2b-async"}
+        await box.set_timeout(60)
+        same = await AsyncSandbox.connect(box.sandbox_id)
+        seen: list[str] = []
+        r = await same.commands.run("echo out; echo err >&2", on_stdout=seen.append)
+        assert (r.stdout, r.stderr, seen) == ("out\n", "err\n", ["out\n"])
+        with pytest.raises(CommandExitException) as exc:
+            await box.commands.run("exit 5")
+        assert exc.value.exit_code == 5
+        with pytest.raises(TimeoutException):
+            await box.commands.run("sleep 5", timeout=1)
+        bg = await box.commands.run("sleep 1; echo late", background=True)
+        follower = await box.commands.connect(bg.pid)
+        assert any(p.pid == bg.pid for p in await box.commands.list())
+        assert (await follower.wait()).stdout == "late\n"
+        assert (await bg.wait()).stdout == "late\n"
+        piped = await box.commands.run("cat", background=True, stdin=True)
+        await box.commands.send_stdin(piped.pid, "fed\n")
+        await box.commands.close_stdin(piped.pid)
+        assert (await piped.wait()).stdout == "fed\n"
+        long = await box.commands.run("sleep 30", background=True)
+        assert await box.commands.kill(long.pid)
+        with pytest.raises(CommandExitException):
+            await long.wait()
+        await box.pause()
+        assert (await box.get_info()).state.value == "paused"
+        resumed = await AsyncSandbox.connect(box.sandbox_id)
+        assert (await resumed.commands.run("echo back")).stdout == "back\n"
+    finally:
+        await box.kill()
+    assert not await box.is_running()
