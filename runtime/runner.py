@@ -344,6 +344,7 @@ class Runner:
             messages = [*history, *given]
             if resuming:
                 loop.steps, loop.tool_calls = plan.turns, plan.tool_calls
+                loop.usage = plan.usage  # the run's totals include the turns before
             try:
                 async with asyncio.timeout(limits.timeout):
                     if resuming:

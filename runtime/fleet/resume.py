@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from runtime.providers.base import ToolCall
+from runtime.providers.base import ToolCall, Usage
 from runtime.steps import TOOL_CALLS, materialize
 from runtime.store.base import EventRecord, Store
 from sandbox.api import Sandbox
@@ -46,6 +46,8 @@ class ResumePlan:
     tool_calls: int = 0
     """Tool calls made (counts against max_tool_calls)."""
     next_index: int = 0
+    usage: Usage = field(default_factory=Usage)
+    """Tokens spent by the completed turns (the last `interaction.status_update` says)."""
 
     @property
     def resumed(self) -> bool:
@@ -53,10 +55,13 @@ class ResumePlan:
 
 
 def plan_resume(events: Sequence[EventRecord], n_input: int) -> ResumePlan:
-    turns = sum(1 for ev in events if ev.event_type == "interaction.status_update")
+    updates = [ev for ev in events if ev.event_type == "interaction.status_update"]
+    turns = len(updates)
     steps = materialize(events)
     answered = {str(s.get("call_id")) for s in steps if s.get("type", "").endswith("_result")}
     plan = ResumePlan(steps=[], turns=turns, next_index=len(steps))
+    if updates:
+        plan.usage = _usage(updates[-1].payload.get("usage"))
     for i, step in enumerate(steps):
         kind = step.get("type")
         late = i >= n_input and (getattr(step, "turn", None) or 0) >= turns
@@ -114,3 +119,20 @@ async def _chunks(fd: int) -> AsyncIterator[bytes]:
         if not data:
             return
         yield data
+
+
+def _usage(recorded: Any) -> Usage:
+    """The loop's cumulative usage back from its Interactions-style dict (`usage_dict`)."""
+    if not isinstance(recorded, dict):
+        return Usage()
+
+    def tokens(key: str) -> int:
+        value = recorded.get(key)
+        return value if isinstance(value, int) and value >= 0 else 0
+
+    return Usage(
+        input_tokens=tokens("total_input_tokens"),
+        output_tokens=tokens("total_output_tokens"),
+        thought_tokens=tokens("total_thought_tokens"),
+        cached_tokens=tokens("total_cached_tokens"),
+    )

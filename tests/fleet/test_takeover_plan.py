@@ -27,8 +27,9 @@ class Log:
             self.add("step.stop", {"index": index})
         return index
 
-    def turn_ends(self) -> None:
-        self.add("interaction.status_update", {"status": "in_progress"})
+    def turn_ends(self, total_tokens: int = 10) -> None:
+        usage = {"total_input_tokens": total_tokens - 2, "total_output_tokens": 2}
+        self.add("interaction.status_update", {"status": "in_progress", "usage": usage})
 
     def call(self, cid: str, command: str, *, answered: bool) -> int:
         index = self.step(
@@ -59,7 +60,7 @@ def test_a_run_with_only_its_input_is_not_a_resumption() -> None:
 def test_the_call_in_flight_is_run_again_and_the_rest_replayed() -> None:
     log = started()
     log.step({"type": "model_output", "content": [{"type": "text", "text": "second"}]})
-    log.turn_ends()
+    log.turn_ends(total_tokens=25)
     in_flight = log.call("c2", "sleep 5", answered=False)
     plan = plan_resume(log.events, n_input=1)
     assert plan.resumed
@@ -67,6 +68,7 @@ def test_the_call_in_flight_is_run_again_and_the_rest_replayed() -> None:
         (in_flight, "c2", {"command": "sleep 5"})
     ]
     assert (plan.turns, plan.tool_calls, plan.discarded) == (2, 2, [])
+    assert (plan.usage.input_tokens, plan.usage.output_tokens, plan.usage.total) == (23, 2, 25)
     assert plan.next_index == log.index
     roles = [(m.role, [c.id for c in m.tool_calls]) for m in to_messages(plan.steps)]
     # The open call sits in the last assistant message, waiting for its (re-run) result.
