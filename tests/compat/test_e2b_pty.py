@@ -4,6 +4,7 @@ shell on a pseudo-terminal with input, resize, envs, cwd, kill, exit codes and c
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Iterator
 
@@ -79,6 +80,24 @@ def test_pty_kill_ends_the_whole_session(sb: Sandbox) -> None:
         time.sleep(0.2)
     assert left == "", "the PTY's background job outlived its kill"
     assert not sb.pty.kill(h.pid)  # gone: False, as E2B answers
+
+
+def test_pty_is_confined_like_any_command(sb: Sandbox) -> None:
+    """The PTY comes from the engine's exec, not the guest: it still runs as the sandbox's
+    user, without capabilities, on the read-only root, and cannot become root."""
+    h = sb.pty.create(PtySize(rows=24, cols=80))
+    events = iter(h)
+    sb.pty.send_stdin(
+        h.pid,
+        b"id -u; grep CapEff /proc/self/status; touch /etc/x; su -c true root </dev/null;"
+        b" echo EN''D\n",
+    )
+    out = _until(events, b"END")
+    assert re.search(rb"[\r\n]1000\r\n", out)  # id -u's line (not the echoed input)
+    assert b"CapEff:\t0000000000000000" in out
+    assert b"Read-only file system" in out
+    assert b"uid=0" not in out
+    sb.pty.kill(h.pid)
 
 
 def test_pty_connect_follows_it(sb: Sandbox) -> None:
