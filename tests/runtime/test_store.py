@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,20 +21,20 @@ from runtime.store.base import (
     WebhookDeliveryRecord,
 )
 from runtime.store.sql import SqlStore, open_store
-from tests.runtime.store.pg import reset_postgres
+from tests.fleet.nodes import fresh_database
 
 PG_URL = os.environ.get("CORRAL_TEST_POSTGRES_URL")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'corral.db'}"
         return
     if not PG_URL:
         pytest.skip("set CORRAL_TEST_POSTGRES_URL to run the store tests on PostgreSQL")
-    await reset_postgres(PG_URL)
-    yield PG_URL
+    with fresh_database(PG_URL) as url:  # a database of its own, dropped afterwards
+        yield url
 
 
 @pytest.fixture

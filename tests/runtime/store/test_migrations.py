@@ -1,7 +1,7 @@
 """Schema migrations: fresh databases, pre-migration databases, concurrent startup.
 
 Runs on SQLite always and on PostgreSQL when CORRAL_TEST_POSTGRES_URL is set (CI starts one with
-.ci/postgres.sh). Every PostgreSQL test starts from an empty public schema.
+.ci/postgres.sh). Every PostgreSQL test gets an empty database of its own.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from runtime.store.migrate import head_revision
 from runtime.store.models import Base
 from runtime.store.sql import SqlStore
+from tests.fleet.nodes import fresh_database
 from tests.runtime.store.pg import reset_postgres
 
 PG_URL = os.environ.get("CORRAL_TEST_POSTGRES_URL")
@@ -31,14 +32,14 @@ T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'corral.db'}"
         return
     if not PG_URL:
         pytest.skip("set CORRAL_TEST_POSTGRES_URL to run the migration tests on PostgreSQL")
-    await reset_postgres(PG_URL)
-    yield PG_URL
+    with fresh_database(PG_URL) as url:  # a database of its own, dropped afterwards
+        yield url
 
 
 async def run_sql(url: str, fn: Any) -> Any:
