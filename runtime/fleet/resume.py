@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 import structlog
 
 from runtime.providers.base import ToolCall, Usage
 from runtime.steps import TOOL_CALLS, materialize
-from runtime.store.base import EventRecord, Store
+from runtime.store.base import ArtifactRecord, EventRecord, Store
 from sandbox.api import Sandbox
 from sandbox.errors import SandboxError
 
@@ -89,13 +91,19 @@ async def restore_workspace(
     """Copy the run's artifacts back under `output_dir`; (restored, missing) relative paths.
 
     The bytes come from the controller's own copies (`stored_path`, written by a node, never by
-    a guest), read without following links; a path recorded in the store is relative and
-    checked by the artifact collector when it was recorded."""
+    a guest, checked by `artifact_source`), read without following links; the relative path
+    was checked by the artifact collector when it was recorded, and the guest resolves it
+    inside the workspace."""
     restored: list[str] = []
     missing: list[str] = []
     for art in await store.list_artifacts(interaction_id):
+        source = artifact_source(art)
+        if source is None:
+            log.warning("takeover.artifact_refused", path=art.path, stored=art.stored_path)
+            missing.append(art.path)
+            continue
         try:
-            fd = await asyncio.to_thread(os.open, art.stored_path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = await asyncio.to_thread(os.open, source, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError:
             missing.append(art.path)
             continue
@@ -111,6 +119,26 @@ async def restore_workspace(
         finally:
             os.close(fd)
     return restored, missing
+
+
+BLOB_NAME = re.compile(r"[0-9a-f]{32}")
+
+
+def artifact_source(art: ArtifactRecord) -> str | None:
+    """The controller's copy of an artifact, if the row points where a collector writes one
+    (`<home>/artifacts/<interaction id>/<32 hex>`, absolute, no `..`); None otherwise.
+
+    The row comes from the shared database: a tampered one must not make this node copy an
+    arbitrary host file into a sandbox."""
+    path = PurePosixPath(art.stored_path)
+    if not path.is_absolute() or ".." in path.parts:
+        return None
+    ok = (
+        BLOB_NAME.fullmatch(path.name) is not None
+        and path.parent.name == art.interaction_id
+        and path.parent.parent.name == "artifacts"
+    )
+    return str(path) if ok else None
 
 
 async def _chunks(fd: int) -> AsyncIterator[bytes]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime.fleet.resume import plan_resume
+from runtime.fleet.resume import artifact_source, plan_resume
 from runtime.steps import to_messages
-from runtime.store.base import EventRecord
+from runtime.store.base import ArtifactRecord, EventRecord
 
 
 class Log:
@@ -95,3 +95,18 @@ def test_a_finished_turn_without_tool_calls_is_kept() -> None:
     plan = plan_resume(log.events, n_input=1)
     assert plan.discarded == [] and plan.rerun == [] and plan.turns == 2
     assert to_messages(plan.steps)[-1].content == "done"
+
+
+def test_only_a_collector_copy_is_restored_from_a_stored_path() -> None:
+    good = "/data/node-a/artifacts/int_x/" + "0123456789abcdef" * 2
+    assert artifact_source(ArtifactRecord("int_x", "a.txt", 1, "0", stored_path=good)) == good
+    for hostile in (
+        "/etc/shadow",
+        "/data/node-a/artifacts/int_other/" + "0" * 32,  # another run's copy
+        "/data/node-a/artifacts/int_x/../int_x/" + "0" * 32,
+        "/data/node-a/artifacts/int_x/notes.txt",
+        "artifacts/int_x/" + "0" * 32,  # relative
+        "",
+    ):
+        rec = ArtifactRecord("int_x", "a.txt", 1, "0", stored_path=hostile)
+        assert artifact_source(rec) is None, hostile
