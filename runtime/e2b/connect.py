@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Request
@@ -80,6 +81,31 @@ async def read_request(request: Request) -> dict[str, Any]:
     if not isinstance(msg, dict):
         raise ValueError("message must be a JSON object")
     return msg
+
+
+async def request_messages(request: Request) -> AsyncIterator[dict[str, Any]]:
+    """The messages of a client-streamed request (`StreamInput`), as they arrive: at most one
+    message (`MAX_MESSAGE`) plus one network chunk is held at a time."""
+    buf = b""
+    async for chunk in request.stream():
+        buf += chunk
+        while len(buf) >= 5:
+            flags, size = struct.unpack(">BI", buf[:5])
+            if flags & 0x01:
+                raise ValueError("compressed messages are not supported")
+            if size > MAX_MESSAGE:
+                raise ValueError("message too large")
+            if len(buf) < 5 + size:
+                break
+            body, buf = buf[5 : 5 + size], buf[5 + size :]
+            if flags & END_STREAM:
+                return
+            msg = json.loads(body) if body else {}
+            if not isinstance(msg, dict):
+                raise ValueError("message must be a JSON object")
+            yield msg
+    if buf:
+        raise ValueError("the request ended inside a message")
 
 
 def unary_error(status: int, message: str) -> Response:

@@ -5,8 +5,8 @@ Commands run as the sandbox's one non-root user, E2B's `user` (another `user=` i
 common.sandbox_for); `/home/user` is the
 workspace (paths are translated both ways). Commands with stdin run through `Sandbox.pipe`
 (stderr arrives at the end); `commands.connect` follows a running command from then on.
-A PTY is the engine's TTY exec (runtime/e2b/pty.py). Streamed stdin answers `unimplemented`
-naming the feature.
+A PTY is the engine's TTY exec (runtime/e2b/pty.py). Streamed input (`stream_input`) is
+delivered message by message as it arrives.
 """
 
 from __future__ import annotations
@@ -46,9 +46,10 @@ from runtime.e2b.connect import (
     end_stream,
     envelope,
     read_request,
+    request_messages,
     timeout_of,
 )
-from runtime.e2b.pty import PtySession
+from runtime.e2b.pty import PtySession, pty_frames, size_of
 from runtime.e2b.routes import ConnectRoute, E2BRoute
 from runtime.errors import NotFound
 from sandbox.api import Sandbox
@@ -56,11 +57,6 @@ from sandbox.errors import SandboxError
 from sandbox.types import FileInfo
 
 STREAM_QUEUE = 64
-EXIT_POLLS = 50
-EXIT_POLL = 0.02
-UNSUPPORTED = {
-    "/process.Process/StreamInput": "command stdin (stream_input)",
-}
 
 
 def router(e2b: E2BState) -> APIRouter:
@@ -80,7 +76,7 @@ def router(e2b: E2BState) -> APIRouter:
             cwd = to_corral(str(proc.get("cwd") or HOME))
             command = Command(e2b.next_pid(), cmd, args, envs, to_e2b(cwd), msg.get("tag"))
             if msg.get("pty") is not None:
-                rows, cols = _size(msg["pty"])
+                rows, cols = size_of(msg["pty"])
                 command.pty = await PtySession.start(
                     api_state(request).hub.backend,
                     sb,
@@ -94,7 +90,7 @@ def router(e2b: E2BState) -> APIRouter:
             status, message = status_of(exc) if not isinstance(exc, ValueError) else (400, str(exc))
             return _stream_response(_one(end_stream(status, message)))
         if command.pty is not None:
-            frames = _run_pty(e2b, sb, command, command.pty, timeout_of(request))
+            frames = pty_frames(e2b, sb, command, command.pty, timeout_of(request))
         elif msg.get("stdin"):
             frames = _run_piped(e2b, sb, command, cwd, timeout_of(request))
         else:
@@ -145,18 +141,29 @@ def router(e2b: E2BState) -> APIRouter:
 
     async def send_input(request: Request) -> dict[str, Any]:
         command = await _selected(request)
-        data = (await read_request(request)).get("input") or {}
-        if "pty" in data:
-            if command.pty is None:
-                raise E2BError(400, f"process {command.pid} was not started with a PTY")
-            await command.pty.write(base64.b64decode(str(data.get("pty") or "")))
-            return {}
-        if command.pty is not None:
-            raise E2BError(400, f"process {command.pid} has a PTY: send its input as pty")
-        if command.pipe is None:
-            raise E2BError(400, f"process {command.pid} was not started with stdin=True")
-        await command.pipe.write(base64.b64decode(str(data.get("stdin") or "")))
+        await _deliver(command, (await read_request(request)).get("input") or {})
         return {}
+
+    async def stream_input(request: Request) -> Response:
+        """Client-streamed input (`stream_input`): a `start` naming the process, then `data`
+        messages, each delivered as it arrives (the whole stream is capped like any body)."""
+        try:
+            sb = await sandbox_for(request, e2b)
+            command: Command | None = None
+            async for msg in request_messages(request):
+                if "start" in msg:
+                    selector = (msg.get("start") or {}).get("process") or {}
+                    command = _find(e2b, sb, selector)
+                elif "data" in msg:
+                    if command is None:
+                        raise E2BError(400, "stream_input: data before start")
+                    await _deliver(command, (msg.get("data") or {}).get("input") or {})
+        except Exception as exc:
+            status, message = (400, str(exc)) if isinstance(exc, ValueError) else status_of(exc)
+            return _stream_response(_one(end_stream(status, message)))
+        return _stream_response(_one(envelope({}) + end_stream()))
+
+    r.add_api_route("/process.Process/StreamInput", stream_input, methods=["POST"])
 
     async def close_stdin(request: Request) -> dict[str, Any]:
         command = await _selected(request)
@@ -167,13 +174,7 @@ def router(e2b: E2BState) -> APIRouter:
 
     async def _selected(request: Request) -> Command:
         sb = await sandbox_for(request, e2b)
-        selector = (await read_request(request)).get("process") or {}
-        for c in e2b.commands.get(sb.id, {}).values():
-            if ("pid" in selector and c.pid == int(selector["pid"])) or (
-                "tag" in selector and c.tag == selector["tag"]
-            ):
-                return c
-        raise E2BError(404, f"process {selector} not found")
+        return _find(e2b, sb, (await read_request(request)).get("process") or {})
 
     async def connect(request: Request) -> Response:
         """Follow a running command from another handle: its output from now on, and its end."""
@@ -194,7 +195,7 @@ def router(e2b: E2BState) -> APIRouter:
             return {}
         if command.pty is None:
             raise E2BError(400, f"process {command.pid} was not started with a PTY")
-        await command.pty.resize(*_size(pty))
+        await command.pty.resize(*size_of(pty))
         return {}
 
     r.add_api_route("/process.Process/Update", update, methods=["POST"])
@@ -279,8 +280,6 @@ def router(e2b: E2BState) -> APIRouter:
     for name, endpoint in watching:
         r.add_api_route(f"/filesystem.Filesystem/{name}", endpoint, methods=["POST"])
 
-    for path, feature in UNSUPPORTED.items():
-        r.add_api_route(path, _refuse(e2b, feature), methods=["POST"])
     for service in ("process.Process", "filesystem.Filesystem"):  # methods newer than ours
         r.add_api_route(
             f"/{service}/{{method}}", _refuse(e2b, f"envd method {service}"), methods=["POST"]
@@ -531,57 +530,28 @@ async def _run_piped(
         await pipe.aclose()
 
 
-def _size(pty: Any) -> tuple[int, int]:
-    """(rows, cols) of envd's `PTY {size {rows, cols}}`."""
-    size = (pty.get("size") if isinstance(pty, dict) else None) or {}
-    try:
-        return int(size.get("rows") or 24), int(size.get("cols") or 80)
-    except (TypeError, ValueError):
-        raise E2BError(400, f"invalid PTY size {size!r}") from None
+def _find(e2b: E2BState, sb: Sandbox, selector: dict[str, Any]) -> Command:
+    """The running command a `ProcessSelector` (pid or tag) names."""
+    for c in e2b.commands.get(sb.id, {}).values():
+        if ("pid" in selector and c.pid == int(selector["pid"])) or (
+            "tag" in selector and c.tag == selector["tag"]
+        ):
+            return c
+    raise E2BError(404, f"process {selector} not found")
 
 
-async def _run_pty(
-    e2b: E2BState, sb: Sandbox, command: Command, pty: PtySession, timeout: float | None
-) -> AsyncIterator[bytes]:
-    """A PTY as envd's event stream: start, pty data..., end. The client going away or the
-    stream's deadline kills the PTY's session, as for other commands."""
-    procs = e2b.commands.setdefault(sb.id, {})
-    procs[command.pid] = command
-    loop = asyncio.get_running_loop()
-    deadline = None if timeout is None else loop.time() + timeout
-    ended = False
-    try:
-        yield envelope({"event": {"start": {"pid": command.pid}}})
-        while True:
-            left = None if deadline is None else max(0.0, deadline - loop.time())
-            try:
-                data = await asyncio.wait_for(pty.read(), left)
-            except TimeoutError:
-                yield end_stream(504, "PTY timed out")
-                return
-            if not data:
-                break
-            yield envelope({"event": {"data": {"pty": b64(data)}}})
-        ended = True
-        code = None
-        for _ in range(EXIT_POLLS):  # the engine notes the exit just after the stream ends
-            if (code := await pty.exit_code()) is not None:
-                break
-            await asyncio.sleep(EXIT_POLL)
-        if pty.killed or code is None:
-            end: dict[str, Any] = {"exitCode": -1, "exited": False, "status": "signal: killed"}
-        else:
-            end = {"exitCode": code, "exited": True, "status": f"exit status {code}"}
-        yield envelope({"event": {"end": end}})
-        yield end_stream()
-    except SandboxError as exc:
-        yield end_stream(*status_of(exc))
-    finally:
-        procs.pop(command.pid, None)
-        if not ended:
-            with contextlib.suppress(SandboxError, OSError):
-                await pty.kill(sb)
-        pty.close()
+async def _deliver(command: Command, data: dict[str, Any]) -> None:
+    """One `ProcessInput` (stdin or pty bytes) to the command it is for."""
+    if "pty" in data:
+        if command.pty is None:
+            raise E2BError(400, f"process {command.pid} was not started with a PTY")
+        await command.pty.write(base64.b64decode(str(data.get("pty") or "")))
+        return
+    if command.pty is not None:
+        raise E2BError(400, f"process {command.pid} has a PTY: send its input as pty")
+    if command.pipe is None:
+        raise E2BError(400, f"process {command.pid} was not started with stdin=True")
+    await command.pipe.write(base64.b64decode(str(data.get("stdin") or "")))
 
 
 def _abs(path: str) -> str:

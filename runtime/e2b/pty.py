@@ -18,12 +18,15 @@ import asyncio
 import contextlib
 import re
 import socket
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
-from runtime.e2b.common import E2BError
+from runtime.e2b.common import Command, E2BError, E2BState, status_of
+from runtime.e2b.connect import b64, end_stream, envelope
 from sandbox.api import Sandbox
 from sandbox.backends.docker import DockerBackend, agent_user
 from sandbox.backends.docker_errors import map_docker_error
+from sandbox.errors import SandboxError
 
 READ_CHUNK = 65536
 PID_LINE_MAX = 32
@@ -33,6 +36,8 @@ PROLOGUE = 'echo "$$"; exec "$0" "$@"'
 leader), then become the requested program under that same pid."""
 KILL = 'pkill -KILL -s "$1" 2>/dev/null || kill -KILL -- "-$1"'
 MAX_ROWS_COLS = 10_000
+EXIT_POLLS = 50
+EXIT_POLL = 0.02
 _PID = re.compile(rb"\A(\d{1,9})\r?\n")
 
 
@@ -151,3 +156,56 @@ class PtySession:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._sock.close()
+
+
+def size_of(pty: Any) -> tuple[int, int]:
+    """(rows, cols) of envd's `PTY {size {rows, cols}}`."""
+    size = (pty.get("size") if isinstance(pty, dict) else None) or {}
+    try:
+        return int(size.get("rows") or 24), int(size.get("cols") or 80)
+    except (TypeError, ValueError):
+        raise E2BError(400, f"invalid PTY size {size!r}") from None
+
+
+async def pty_frames(
+    e2b: E2BState, sb: Sandbox, command: Command, pty: PtySession, timeout: float | None
+) -> AsyncIterator[bytes]:
+    """A PTY as envd's event stream: start, pty data..., end. The client going away or the
+    stream's deadline kills the PTY's session, as for other commands."""
+    procs = e2b.commands.setdefault(sb.id, {})
+    procs[command.pid] = command
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    ended = False
+    try:
+        yield envelope({"event": {"start": {"pid": command.pid}}})
+        while True:
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            try:
+                data = await asyncio.wait_for(pty.read(), left)
+            except TimeoutError:
+                yield end_stream(504, "PTY timed out")
+                return
+            if not data:
+                break
+            yield envelope({"event": {"data": {"pty": b64(data)}}})
+        ended = True
+        code = None
+        for _ in range(EXIT_POLLS):  # the engine notes the exit just after the stream ends
+            if (code := await pty.exit_code()) is not None:
+                break
+            await asyncio.sleep(EXIT_POLL)
+        if pty.killed or code is None:
+            end: dict[str, Any] = {"exitCode": -1, "exited": False, "status": "signal: killed"}
+        else:
+            end = {"exitCode": code, "exited": True, "status": f"exit status {code}"}
+        yield envelope({"event": {"end": end}})
+        yield end_stream()
+    except SandboxError as exc:
+        yield end_stream(*status_of(exc))
+    finally:
+        procs.pop(command.pid, None)
+        if not ended:
+            with contextlib.suppress(SandboxError, OSError):
+                await pty.kill(sb)
+        pty.close()

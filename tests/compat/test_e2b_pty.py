@@ -58,6 +58,8 @@ def test_pty_input_size_env_cwd_and_exit_code(sb: Sandbox) -> None:
     sb.pty.resize(h.pid, PtySize(rows=40, cols=120))
     sb.pty.send_stdin(h.pid, b"stty size; echo M2\n")
     assert b"40 120" in _until(events, b"\nM2")
+    sb.pty.stream_input(h.pid, [b"echo str", b"eamed; echo M3\n"])
+    assert b"streamed" in _until(events, b"\nM3")
     sb.pty.send_stdin(h.pid, b"exit 3\n")
     with pytest.raises(CommandExitException) as exc:
         h.wait()

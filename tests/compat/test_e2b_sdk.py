@@ -102,6 +102,12 @@ def test_stdin(sb: Sandbox) -> None:
     r = h.wait()
     assert (r.exit_code, r.stdout, r.stderr) == (0, "hello\nagain\n", "bye\n")
     h = sb.commands.run("cat", background=True, stdin=True)
+    sb.commands.stream_input(h.pid, ["streamed ", b"in\n", "order\n"])
+    sb.commands.close_stdin(h.pid)
+    assert h.wait().stdout == "streamed in\norder\n"
+    with pytest.raises(NotFoundException):
+        sb.commands.stream_input(99999, ["x"])
+    h = sb.commands.run("cat", background=True, stdin=True)
     assert sb.commands.kill(h.pid)
     with pytest.raises(CommandExitException):
         h.wait()
@@ -369,8 +375,12 @@ async def test_async_lifecycle_and_commands(srv: ServerThread) -> None:
         assert (await bg.wait()).stdout == "late\n"
         piped = await box.commands.run("cat", background=True, stdin=True)
         await box.commands.send_stdin(piped.pid, "fed\n")
+        feed = box.commands.stream_input(piped.pid)
+        for part in ("and ", "streamed\n"):
+            await feed.send(part)
+        await feed.close()
         await box.commands.close_stdin(piped.pid)
-        assert (await piped.wait()).stdout == "fed\n"
+        assert (await piped.wait()).stdout == "fed\nand streamed\n"
         long = await box.commands.run("sleep 30", background=True)
         assert await box.commands.kill(long.pid)
         with pytest.raises(CommandExitException):
