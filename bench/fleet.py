@@ -11,6 +11,7 @@ gets a fresh database. Prints figures, never pass/fail:
   fan-out (LISTEN/NOTIFY) that a client of a load-balanced fleet meets; the fan-out itself is
   measured too: each run is also followed on the node that created it, and the difference
   between the two arrivals of `interaction.completed` is printed as p50/p95;
+- the raw LISTEN/NOTIFY hop between two connections (p50/p95), for comparison;
 - the takeover time after a node dies: a run executing on a node that is killed (-9) inside a
   3 s command; from the kill until the other node's `run.resumed` event reaches a client
   streaming from that node, and until the run completes there (the command runs again). It
@@ -44,6 +45,7 @@ import yaml
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 KEY = "bench-key"
 HEADERS = {"x-goog-api-key": KEY}
 
@@ -298,6 +300,42 @@ async def takeover(pg: str, root: Path) -> dict[str, Any]:
     }
 
 
+async def notify_latency(pg: str, count: int = 200) -> dict[str, Any]:
+    """The raw LISTEN/NOTIFY hop: one node's `published()` until another node's callback."""
+    from runtime.fleet.notify import PgFanout, asyncpg_dsn
+
+    url = asyncpg_dsn(pg)
+    assert url is not None
+    sent: dict[str, float] = {}
+    lat: list[float] = []
+
+    def none(_iid: str = "") -> None:
+        return None
+
+    def got(iid: str) -> None:
+        lat.append(time.perf_counter() - sent[iid])
+
+    a = PgFanout(url, origin="a", on_events=none, on_cancel=none, on_reconnect=none)
+    b = PgFanout(url, origin="b", on_events=got, on_cancel=none, on_reconnect=none)
+    await a.start()
+    await b.start()
+    try:
+        for i in range(count):
+            sent[f"int_{i}"] = time.perf_counter()
+            a.published(f"int_{i}", 1)
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(1)
+    finally:
+        await a.aclose()
+        await b.aclose()
+    return {
+        "notifications": count,
+        "delivered": len(lat),
+        "p50_ms": round(pct(lat, 50) * 1000, 2),
+        "p95_ms": round(pct(lat, 95) * 1000, 2),
+    }
+
+
 def rows(results: list[dict[str, Any]]) -> Iterator[str]:
     yield "nodes  runs  conc  runs/s  p50 ms  p95 ms  fan-out p50/p95 ms  statuses"
     for r in results:
@@ -316,10 +354,14 @@ async def main() -> None:
     ap.add_argument("--takeovers", type=int, default=3, help="node kills measured (0: none)")
     ap.add_argument("--pg", default=os.environ.get("CORRAL_TEST_POSTGRES_URL"))
     args = ap.parse_args()
+    from runtime.logs import configure_logging
+
+    configure_logging("console", "warning")
     if not args.pg:
         raise SystemExit("set CORRAL_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one) or --pg")
     with tempfile.TemporaryDirectory(prefix="corral-bench-fleet-") as tmp:
         root = Path(tmp)
+        print("notify:", json.dumps(await notify_latency(args.pg)), flush=True)
         results = []
         for n in (int(x) for x in args.nodes.split(",") if x.strip()):
             results.append(await throughput(args.pg, n, args.runs, args.concurrency, root))
