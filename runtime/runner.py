@@ -347,9 +347,14 @@ class Runner:
                 loop.usage = plan.usage  # the run's totals include the turns before
             try:
                 async with asyncio.timeout(limits.timeout):
+                    waiting = False
                     if resuming:
-                        messages += await _rerun(loop, plan)
-                    result = await loop.run(messages)
+                        answers, waiting = await _rerun(loop, plan)
+                        messages += answers
+                    if waiting:  # the turn called client-side functions: theirs to answer
+                        result = LoopResult("requires_action", loop.usage, [], loop.steps)
+                    else:
+                        result = await loop.run(messages)
             except TimeoutError:
                 result = loop._budget(
                     "timeout", f"wall-clock timeout ({limits.timeout:g}s) reached"
@@ -499,7 +504,7 @@ class Runner:
             "from_node": from_node,
             "node": self.store_node,
             "step": plan.next_index,
-            "rerun": [index for index, _, _ in plan.rerun],
+            "rerun": [i for i, call, _ in plan.rerun if call.name not in _client_names(rec)],
             "discarded": plan.discarded,
             "sandbox": "adopted" if adopted else "new",
             "sandbox_id": sandbox.id,
@@ -571,11 +576,17 @@ def release_reserve(home: Path) -> bool:
     return True
 
 
-async def _rerun(loop: AgentLoop, plan: ResumePlan) -> list[Message]:
+async def _rerun(loop: AgentLoop, plan: ResumePlan) -> tuple[list[Message], bool]:
     """Run again the tool calls that were in flight when the run's node died (the `run.resumed`
-    event lists them); their results join the conversation."""
+    event lists them); their results join the conversation. Also says whether the turn called
+    client-side functions: those are never run here, the run waits for their results."""
     answers: list[Message] = []
+    client = {t.name for t in loop.client_tools}
+    waiting = False
     for index, call, kind in plan.rerun:
+        if kind == "function_call" and call.name in client:
+            waiting = True
+            continue
         result_type = "function_result"
         if kind == "mcp_server_tool_call" and loop.mcp is not None:
             mcp_outcome = await loop.mcp.call(call.name, call.arguments)
@@ -608,7 +619,13 @@ async def _rerun(loop: AgentLoop, plan: ResumePlan) -> list[Message]:
                 is_error=is_error,
             )
         )
-    return answers
+    return answers, waiting
+
+
+def _client_names(rec: InteractionRecord) -> set[str]:
+    """The caller's client-side functions (answered by the caller, never run again here)."""
+    tools = rec.config.get("options", {}).get("client_tools") or []
+    return {str(t.get("name")) for t in tools if isinstance(t, dict)}
 
 
 def _then(
