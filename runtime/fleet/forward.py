@@ -52,7 +52,6 @@ _HOP = frozenset(
 )
 
 
-
 class Forwarder:
     """Sends calls on to other nodes; `node` is this node's id (put in `FORWARDED_BY`)."""
 
@@ -77,7 +76,10 @@ class Forwarder:
         (NodeUnavailable when it cannot be reached; nothing was sent then)."""
         if url is None or heartbeat_at is None or _stale(heartbeat_at):
             raise _unavailable(owner, "it is not running (no recent heartbeat)")
-        target = url.rstrip("/") + scope["raw_path"].decode("latin-1")
+        # The path as the client sent it, after the owner's registered origin: it can only
+        # ever name a path on that node (it always starts with "/").
+        raw = scope.get("raw_path") or scope["path"].encode()
+        target = url.rstrip("/") + "/" + raw.decode("latin-1").lstrip("/")
         if scope.get("query_string"):
             target += "?" + scope["query_string"].decode("latin-1")
         headers = [
