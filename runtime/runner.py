@@ -39,12 +39,14 @@ from runtime.fleet.resume import (
     QUEUED,
     RESUMED,
     ResumePlan,
+    client_names,
     plan_resume,
+    rerun_in_flight,
     restore_workspace,
 )
 from runtime.generation import client_tools
 from runtime.ids import new_id
-from runtime.providers.base import GenerationConfig, Message, ModelProvider, Usage
+from runtime.providers.base import GenerationConfig, ModelProvider, Usage
 from runtime.providers.registry import make_provider
 from runtime.settings import Settings
 from runtime.steps import materialize, to_messages
@@ -349,7 +351,7 @@ class Runner:
                 async with asyncio.timeout(limits.timeout):
                     waiting = False
                     if resuming:
-                        answers, waiting = await _rerun(loop, plan)
+                        answers, waiting = await rerun_in_flight(loop, plan)
                         messages += answers
                     if waiting:  # the turn called client-side functions: theirs to answer
                         result = LoopResult("requires_action", loop.usage, [], loop.steps)
@@ -504,7 +506,7 @@ class Runner:
             "from_node": from_node,
             "node": self.store_node,
             "step": plan.next_index,
-            "rerun": [i for i, call, _ in plan.rerun if call.name not in _client_names(rec)],
+            "rerun": [i for i, call, _ in plan.rerun if call.name not in client_names(rec)],
             "discarded": plan.discarded,
             "sandbox": "adopted" if adopted else "new",
             "sandbox_id": sandbox.id,
@@ -574,58 +576,6 @@ def release_reserve(home: Path) -> bool:
     except OSError:
         return False
     return True
-
-
-async def _rerun(loop: AgentLoop, plan: ResumePlan) -> tuple[list[Message], bool]:
-    """Run again the tool calls that were in flight when the run's node died (the `run.resumed`
-    event lists them); their results join the conversation. Also says whether the turn called
-    client-side functions: those are never run here, the run waits for their results."""
-    answers: list[Message] = []
-    client = {t.name for t in loop.client_tools}
-    waiting = False
-    for index, call, kind in plan.rerun:
-        if kind == "function_call" and call.name in client:
-            waiting = True
-            continue
-        result_type = "function_result"
-        if kind == "mcp_server_tool_call" and loop.mcp is not None:
-            mcp_outcome = await loop.mcp.call(call.name, call.arguments)
-            text, is_error = mcp_outcome.text, mcp_outcome.is_error
-            result_type = "mcp_server_tool_result"
-        elif loop.toolbox is not None and call.name in {t.name for t in loop.toolbox.specs}:
-            outcome = await loop.toolbox.call(call.name, call.arguments)
-            text, is_error = outcome.text, outcome.is_error
-        else:
-            text, is_error = f"unknown tool {call.name!r}", True
-        if kind == "function_call":
-            await loop.rec.stop(index, flush=False)  # its node died before closing it
-        await loop.rec.step(
-            {
-                "type": result_type,
-                "call_id": call.id,
-                "name": call.name,
-                "result": text,
-                "is_error": is_error,
-            }
-        )
-        if loop.after_tool is not None:
-            await loop.after_tool()
-        answers.append(
-            Message(
-                role="tool",
-                content=text,
-                tool_call_id=call.id,
-                name=call.name,
-                is_error=is_error,
-            )
-        )
-    return answers, waiting
-
-
-def _client_names(rec: InteractionRecord) -> set[str]:
-    """The caller's client-side functions (answered by the caller, never run again here)."""
-    tools = rec.config.get("options", {}).get("client_tools") or []
-    return {str(t.get("name")) for t in tools if isinstance(t, dict)}
 
 
 def _then(

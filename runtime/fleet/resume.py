@@ -16,9 +16,10 @@ from typing import Any
 
 import structlog
 
-from runtime.providers.base import ToolCall, Usage
+from runtime.agents.loop import AgentLoop
+from runtime.providers.base import Message, ToolCall, Usage
 from runtime.steps import TOOL_CALLS, materialize
-from runtime.store.base import ArtifactRecord, EventRecord, Store
+from runtime.store.base import ArtifactRecord, EventRecord, InteractionRecord, Store
 from sandbox.api import Sandbox
 from sandbox.errors import SandboxError
 
@@ -164,3 +165,55 @@ def _usage(recorded: Any) -> Usage:
         thought_tokens=tokens("total_thought_tokens"),
         cached_tokens=tokens("total_cached_tokens"),
     )
+
+
+async def rerun_in_flight(loop: AgentLoop, plan: ResumePlan) -> tuple[list[Message], bool]:
+    """Run again the tool calls that were in flight when the run's node died (the `run.resumed`
+    event lists them); their results join the conversation. Also says whether the turn called
+    client-side functions: those are never run here, the run waits for their results."""
+    answers: list[Message] = []
+    client = {t.name for t in loop.client_tools}
+    waiting = False
+    for index, call, kind in plan.rerun:
+        if kind == "function_call" and call.name in client:
+            waiting = True
+            continue
+        result_type = "function_result"
+        if kind == "mcp_server_tool_call" and loop.mcp is not None:
+            mcp_outcome = await loop.mcp.call(call.name, call.arguments)
+            text, is_error = mcp_outcome.text, mcp_outcome.is_error
+            result_type = "mcp_server_tool_result"
+        elif loop.toolbox is not None and call.name in {t.name for t in loop.toolbox.specs}:
+            outcome = await loop.toolbox.call(call.name, call.arguments)
+            text, is_error = outcome.text, outcome.is_error
+        else:
+            text, is_error = f"unknown tool {call.name!r}", True
+        if kind == "function_call":
+            await loop.rec.stop(index, flush=False)  # its node died before closing it
+        await loop.rec.step(
+            {
+                "type": result_type,
+                "call_id": call.id,
+                "name": call.name,
+                "result": text,
+                "is_error": is_error,
+            }
+        )
+        if loop.after_tool is not None:
+            await loop.after_tool()
+        answers.append(
+            Message(
+                role="tool",
+                content=text,
+                tool_call_id=call.id,
+                name=call.name,
+                is_error=is_error,
+            )
+        )
+    return answers, waiting
+
+
+def client_names(rec: InteractionRecord) -> set[str]:
+    """The caller's client-side functions (answered by the caller, never run again here)."""
+    tools = rec.config.get("options", {}).get("client_tools") or []
+    return {str(t.get("name")) for t in tools if isinstance(t, dict)}
