@@ -55,3 +55,33 @@ def test_run_on_one_node_streamed_on_another_cancelled_from_a_third(
     assert owner.runs_active() == 0
     with owner.client() as co:
         assert co.get(f"/v1beta/interactions/{rid}").json()["status"] == "cancelled"
+
+
+def test_cancel_while_the_owner_is_dead_is_honoured_by_the_node_that_takes_the_run_over(
+    start_node: Callable[..., ServeNode], scripted_agent: Callable[..., dict[str, Any]]
+) -> None:
+    fast = {"CORRAL_LEASE_TTL": "3"}  # a dead node's runs are free after 3 s
+    nodes = [start_node("a", fast), start_node("b", fast)]
+    with nodes[0].client() as c0:
+        spec = scripted_agent("sleeper", "echo started; sleep 300", "echo never-reached")
+        assert c0.post("/v1beta/agents", json=spec).status_code == 200
+        run = c0.post(
+            "/v1beta/interactions", json={"agent": "sleeper", "input": "wait", "background": True}
+        ).json()
+    rid = run["id"]
+    owner = owner_of(nodes)
+    survivor = next(n for n in nodes if n is not owner)
+    with survivor.client() as cs:
+        with cs.stream("GET", f"/v1beta/interactions/{rid}", params={"stream": "true"}) as resp:
+            for ev in sse_events(resp):
+                if "started" in str((ev.get("delta") or {}).get("result")):
+                    break
+        owner.kill()
+        # Recorded at once; honoured once the survivor has taken the run over (lease expiry).
+        cancelled = cs.post(f"/v1beta/interactions/{rid}/cancel").json()
+        assert cancelled["status"] == "cancelled"
+        events = cs.get(
+            f"/v1beta/interactions/{rid}", params={"stream": "true", "corral_events": "1"}
+        ).text
+    assert "cancel.requested" in events and "never-reached" not in events
+    assert survivor.runs_active() == 0
