@@ -108,6 +108,11 @@ def test_forwarding_is_not_a_way_around_auth_or_tenancy(
     assert "lives on node" in dead.json()["error"]["message"]
     assert dead.headers["retry-after"] == "5"
 
+    # the owner comes back on its home (same node id): its sandbox is served again, via b too
+    a.start()
+    again = httpx.post(f"{base}/exec", json=exec_body, headers=HEADERS, timeout=60)
+    assert again.status_code == 200 and again.json()["stdout"] == "ok\n"
+
 
 def _containers(sandbox_id: str) -> list[str]:
     client = docker.from_env()
