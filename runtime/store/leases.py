@@ -147,6 +147,17 @@ def lost_or_missing(
     return LeaseLost(f"interaction {interaction_id} is now run by another node (epoch {now})")
 
 
+def check_fence(conn: Connection, interaction_id: str, epoch: int) -> None:
+    """Refuse the rest of this transaction unless the run's lease is still at `epoch`; the row
+    lock (PostgreSQL) keeps a claim from slipping in before the transaction commits."""
+    q = select(I.lease_epoch).where(I.id == interaction_id).with_for_update()
+    now = conn.execute(q).scalar()
+    if now is None:
+        raise NotFound(f"interaction {interaction_id} not found")
+    if now != epoch:
+        raise LeaseLost(f"interaction {interaction_id} is now run by another node (epoch {now})")
+
+
 def fenced(epoch: int | None) -> Any:
     """The extra WHERE of a fenced write (true when the store holds no fence)."""
     return and_(True) if epoch is None else I.lease_epoch == epoch

@@ -170,12 +170,16 @@ class SqlStore:
         key: dict[str, Any],
         values: dict[str, Any],
         insert_only: dict[str, Any] | None = None,
+        fence: tuple[str, int] | None = None,
     ) -> None:
-        """UPDATE, else INSERT; a concurrent INSERT of the same key makes the retry an UPDATE."""
+        """UPDATE, else INSERT; a concurrent INSERT of the same key makes the retry an UPDATE.
+        `fence` (interaction id, epoch): only while this node still holds that run's lease."""
         for _ in range(3):
             try:
-                await self._write(_upsert_tx, table, key, values, insert_only or {})
+                await self._write(_upsert_tx, table, key, values, insert_only or {}, fence)
                 return
+            except leases.LeaseLost:
+                raise
             except Conflict:
                 continue
         raise Conflict(f"could not upsert {table.__tablename__} {key}")
@@ -277,7 +281,9 @@ class SqlStore:
     async def add_artifact(self, rec: ArtifactRecord) -> ArtifactRecord:
         values = dataclasses.asdict(rec)
         key = {"interaction_id": values.pop("interaction_id"), "path": values.pop("path")}
-        await self._upsert(ArtifactRow, key, values)
+        epoch = self._fences.get(rec.interaction_id)
+        fence = None if epoch is None else (rec.interaction_id, epoch)
+        await self._upsert(ArtifactRow, key, values, fence=fence)
         return rec
 
     async def list_artifacts(self, interaction_id: str) -> list[ArtifactRecord]:
@@ -538,7 +544,10 @@ def _upsert_tx(
     key: dict[str, Any],
     values: dict[str, Any],
     insert_only: dict[str, Any],
+    fence: tuple[str, int] | None = None,
 ) -> None:
+    if fence is not None:
+        leases.check_fence(conn, *fence)
     cols = table.__table__.c
     where = and_(*(cols[k] == v for k, v in key.items()))
     if conn.execute(update(table).where(where).values(**values)).rowcount == 0:

@@ -16,7 +16,13 @@ from sqlalchemy import update
 
 from runtime.errors import NotFound
 from runtime.ids import new_id
-from runtime.store.base import InteractionRecord, NodeRecord, SandboxRecord, utcnow
+from runtime.store.base import (
+    ArtifactRecord,
+    InteractionRecord,
+    NodeRecord,
+    SandboxRecord,
+    utcnow,
+)
 from runtime.store.leases import LeaseLost
 from runtime.store.models import InteractionRow
 from runtime.store.sql import SqlStore
@@ -90,6 +96,10 @@ async def test_a_taken_over_run_refuses_the_old_owners_writes(
         await a.append_event(rec.id, "step.start", {"index": 1})
     with pytest.raises(LeaseLost):
         await a.update_interaction("t1", rec.id, status="completed")
+    with pytest.raises(LeaseLost):  # nor its artifact copies
+        await a.add_artifact(ArtifactRecord(rec.id, "out.txt", 1, "a" * 64))
+    await b.add_artifact(ArtifactRecord(rec.id, "out.txt", 2, "b" * 64))
+    assert [x.sha256 for x in await b.list_artifacts(rec.id)] == ["b" * 64]
     # B continues with contiguous event ids and ends the run.
     assert (await b.append_event(rec.id, "run.resumed", {})).event_id == 2
     assert (await b.update_interaction("t1", rec.id, status="completed")).status == "completed"
