@@ -1,5 +1,6 @@
-"""ASGI middleware: a sandbox call that reaches a node other than the sandbox's owner is
-forwarded to the owner (`runtime.fleet.forward`); everything else passes through untouched.
+"""ASGI middleware: a sandbox call (or an artifact download) that reaches a node other than
+the one holding it is forwarded there (`runtime.fleet.forward`); everything else passes
+through untouched.
 
 Which calls name a sandbox:
 - `/v1beta/sandboxes/{id}[/...]` (exec, streaming exec, files up and down, browser, delete):
@@ -8,7 +9,10 @@ Which calls name a sandbox:
   the key in `X-API-KEY`;
 - the E2B door's in-sandbox calls (envd, code interpreter): the `E2b-Sandbox-Id` header; they
   carry a per-sandbox token instead of a key, which only the owner can check, so the owner is
-  looked up by id alone.
+  looked up by id alone;
+- artifact downloads `GET /v1beta/interactions/{id}/artifacts/{path}`: the files are on the
+  disk of the node that collected them, the run's last owner (`interactions.owner_node`),
+  which serves them (the listing comes from the database and is answered anywhere).
 
 The middleware never answers for the app: a call without a valid key, for a sandbox the
 tenant does not have, or for one this node owns goes on to the routes, which authenticate and
@@ -22,6 +26,8 @@ SQLite (no fleet) skip all of this.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Literal
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -36,6 +42,23 @@ from runtime.fleet.forward import FORWARDED_BY
 
 _OWN_API = re.compile(r"^/v1beta/sandboxes/(?P<id>[^/]+)(?:/|$)")
 _E2B_LIFECYCLE = re.compile(r"^(?:/v2)?/sandboxes/(?P<id>[^/]+)(?:/|$)")
+_ARTIFACT = re.compile(r"^/v1beta/interactions/(?P<id>[^/]+)/artifacts/.")
+
+
+@dataclass(frozen=True)
+class _Target:
+    kind: Literal["sandbox", "artifact"]
+    id: str
+    key: str | None
+    keyed: bool
+    """Whether a key is how this call authenticates (else the owner checks a token)."""
+
+    @property
+    def what(self) -> str:
+        """The subject of an error message about where the target is."""
+        if self.kind == "sandbox":
+            return "this sandbox is"
+        return "the artifact files of this interaction are"
 
 
 class SandboxForwarding:
@@ -49,18 +72,15 @@ class SandboxForwarding:
         if fleet is None:
             await self.app(scope, receive, send)
             return
-        target = _named_sandbox(scope)
+        target = _target(scope)
         owner = None
         if target is not None:
-            state = scope["app"].state.corral
-            owner = await _remote_owner(state, fleet, *target)
-        if owner is None:
+            owner = await _remote_owner(scope["app"].state.corral, fleet, target)
+        if target is None or owner is None:
             await self.app(scope, receive, send)
             return
         if Headers(scope=scope).get(FORWARDED_BY):
-            message = (
-                f"this sandbox lives on node {owner.node}; a forwarded call is not forwarded again"
-            )
+            message = f"{target.what} on node {owner.node}; a forwarded call is not forwarded again"
             await error_response(421, "misdirected_request", message)(scope, receive, send)
             return
         try:
@@ -71,46 +91,54 @@ class SandboxForwarding:
                 owner=owner.node,
                 url=owner.url,
                 heartbeat_at=owner.heartbeat_at,
+                what=target.what,
             )
         except NodeUnavailable as exc:
             response = error_response(503, exc.code, exc.message, headers={"Retry-After": "5"})
             await response(scope, receive, send)
 
 
-def _named_sandbox(scope: Scope) -> tuple[str, str | None, bool] | None:
-    """(sandbox id, the caller's key, whether a key is how this call authenticates)."""
+def _target(scope: Scope) -> _Target | None:
+    """What the call names that may live on another node, and how it authenticates."""
     headers = Headers(scope=scope)
     path: str = scope["path"]
     m = _OWN_API.match(path)
     if m is not None:
-        return m["id"], key_from_headers(headers), True
+        return _Target("sandbox", m["id"], key_from_headers(headers), True)
+    if scope["method"] in ("GET", "HEAD"):
+        m = _ARTIFACT.match(path)
+        if m is not None:
+            return _Target("artifact", m["id"], key_from_headers(headers), True)
     e2b_id = headers.get("e2b-sandbox-id")
     if e2b_id:
-        return e2b_id, None, False
+        return _Target("sandbox", e2b_id, None, False)
     m = _E2B_LIFECYCLE.match(path)
     if m is not None:
-        return m["id"], headers.get("x-api-key") or key_from_headers(headers), True
+        key = headers.get("x-api-key") or key_from_headers(headers)
+        return _Target("sandbox", m["id"], key, True)
     return None
 
 
-async def _remote_owner(
-    state: ApiState, fleet: Fleet, sandbox_id: str, key: str | None, keyed: bool
-) -> queries.Owner | None:
-    """The sandbox's owner when that is another node; None to let the app answer here."""
+async def _remote_owner(state: ApiState, fleet: Fleet, target: _Target) -> queries.Owner | None:
+    """The node that holds the target when that is another node; None to answer here."""
     tenant: str | None = None
-    if keyed:
+    if target.keyed:
         try:
-            tenant = state.config.keys.tenant_for(key)
+            tenant = state.config.keys.tenant_for(target.key)
         except CorralError:
             return None  # the routes answer 401
-    if fleet.owns(tenant, sandbox_id):
+    if target.kind == "sandbox" and fleet.owns(tenant, target.id):
         return None
     try:
-        owner = await queries.sandbox_owner(state.ctl.store, sandbox_id, tenant)
+        if target.kind == "sandbox":
+            owner = await queries.sandbox_owner(state.ctl.store, target.id, tenant)
+        else:
+            assert tenant is not None
+            owner = await queries.run_owner(state.ctl.store, target.id, tenant)
     except CorralError:
         return None  # the routes meet the same store error and answer it
     if owner is None or owner.node == fleet.node:
-        if owner is not None:
-            fleet.remember_local(tenant, sandbox_id)
+        if owner is not None and target.kind == "sandbox":
+            fleet.remember_local(tenant, target.id)  # a sandbox never moves; a run may
         return None
     return owner

@@ -71,11 +71,12 @@ class Forwarder:
         owner: str,
         url: str | None,
         heartbeat_at: datetime | None,
+        what: str = "this sandbox is",
     ) -> None:
         """Answer the ASGI request in `scope` with what node `owner` (at `url`) answers
         (NodeUnavailable when it cannot be reached; nothing was sent then)."""
         if url is None or heartbeat_at is None or _stale(heartbeat_at):
-            raise _unavailable(owner, "it is not running (no recent heartbeat)")
+            raise _unavailable(what, owner, "it is not running (no recent heartbeat)")
         # The path as the client sent it, after the owner's registered origin: it can only
         # ever name a path on that node (it always starts with "/").
         raw = scope.get("raw_path") or scope["path"].encode()
@@ -95,7 +96,7 @@ class Forwarder:
             resp = await self._client.send(req, stream=True)
         except httpx.TransportError as exc:
             log.warning("fleet.forward_failed", node=owner, error=str(exc) or type(exc).__name__)
-            raise _unavailable(owner, f"it does not answer ({type(exc).__name__})") from None
+            raise _unavailable(what, owner, f"it does not answer ({type(exc).__name__})") from None
         try:
             await send(
                 {
@@ -133,5 +134,5 @@ async def _body(receive: Receive) -> AsyncIterator[bytes]:
             return
 
 
-def _unavailable(node: str, why: str) -> NodeUnavailable:
-    return NodeUnavailable(f"this sandbox lives on node {node}, and {why}; try again later")
+def _unavailable(what: str, node: str, why: str) -> NodeUnavailable:
+    return NodeUnavailable(f"{what} on node {node}, and {why}; try again later")

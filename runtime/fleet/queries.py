@@ -8,6 +8,7 @@ operation. Tables come from `runtime.store.models`.
   (the durable cancel a non-owning node recorded), with their tenants.
 - `sandbox_owner(store, sandbox_id, tenant)`: the node that runs a tenant's sandbox and the URL
   it registered (None when the sandbox is unknown to that tenant, or has no recorded node).
+- `run_owner(store, interaction_id, tenant)`: the same for the node that last held a run.
 """
 
 from __future__ import annotations
@@ -72,6 +73,23 @@ def _sandbox_owner(conn: Connection, sandbox_id: str, tenant: str | None) -> Own
     )
     if tenant is not None:
         q = q.where(S.tenant == tenant)
+    row = conn.execute(q).first()
+    if row is None or row[0] is None:
+        return None
+    return Owner(str(row[0]), row[1], row[2])
+
+
+async def run_owner(store: SqlStore, interaction_id: str, tenant: str) -> Owner | None:
+    """The node that last held the tenant's run (it collected its newest artifact copies)."""
+    return await store._read(_run_owner, interaction_id, tenant)
+
+
+def _run_owner(conn: Connection, interaction_id: str, tenant: str) -> Owner | None:
+    q = (
+        select(I.owner_node, N.url, N.heartbeat_at)
+        .select_from(InteractionRow.__table__.outerjoin(NodeRow.__table__, N.id == I.owner_node))
+        .where(I.id == interaction_id, I.tenant == tenant)
+    )
     row = conn.execute(q).first()
     if row is None or row[0] is None:
         return None

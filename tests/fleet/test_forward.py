@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import docker
 import httpx
@@ -105,7 +106,7 @@ def test_forwarding_is_not_a_way_around_auth_or_tenancy(
     a.kill()
     dead = httpx.post(f"{base}/exec", json=exec_body, headers=HEADERS, timeout=30)
     assert dead.status_code == 503, dead.text
-    assert "lives on node" in dead.json()["error"]["message"]
+    assert "sandbox is on node node_" in dead.json()["error"]["message"]
     assert dead.headers["retry-after"] == "5"
 
     # the owner comes back on its home (same node id): its sandbox is served again, via b too
@@ -121,3 +122,30 @@ def _containers(sandbox_id: str) -> list[str]:
         return [c.id for c in found]
     finally:
         client.close()
+
+
+def test_artifacts_download_from_any_node(
+    start_node: Callable[..., ServeNode], scripted_agent: Callable[..., dict[str, Any]]
+) -> None:
+    a, b = start_node("a"), start_node("b")
+    write = "mkdir -p /workspace/out && head -c 300000 /dev/urandom > /workspace/out/blob.bin"
+    with a.client() as ca, b.client() as cb:
+        assert ca.post("/v1beta/agents", json=scripted_agent("writer", write)).status_code == 200
+        run = ca.post("/v1beta/interactions", json={"agent": "writer", "input": "write"}).json()
+        assert run["status"] == "completed", run
+        base = f"/v1beta/interactions/{run['id']}/artifacts"
+        listing = cb.get(base).json()["artifacts"]
+        assert [x["path"] for x in listing] == ["blob.bin"]
+        on_a = ca.get(f"{base}/blob.bin")
+        on_b = cb.get(f"{base}/blob.bin")  # b has no copy: its owner serves it
+        assert on_a.status_code == on_b.status_code == 200
+        assert len(on_b.content) == 300000 and on_b.content == on_a.content
+        part = cb.get(f"{base}/blob.bin", headers={"Range": "bytes=10-19"})
+        assert part.status_code == 206 and part.content == on_a.content[10:20]
+        assert cb.get(f"{base}/blob.bin", headers=OTHER_HEADERS).status_code == 404
+        a.kill()
+        gone = cb.get(f"{base}/blob.bin")
+        assert (
+            gone.status_code == 503
+            and "artifact files of this interaction are on node" in gone.text
+        )
