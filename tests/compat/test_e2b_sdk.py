@@ -296,6 +296,34 @@ def test_envd_needs_the_sandbox_token(sb: Sandbox, srv: ServerThread) -> None:
         other.kill()
 
 
+def test_malformed_input_streams_are_refused(sb: Sandbox, srv: ServerThread) -> None:
+    """stream_input's body is parsed as it arrives: a compressed, oversized, truncated or
+    out-of-order message ends the call with invalid_argument, nothing is written."""
+    h = sb.commands.run("cat", background=True, stdin=True)
+    headers = {
+        "Content-Type": "application/connect+json",
+        "E2b-Sandbox-Id": sb.sandbox_id,
+        "X-Access-Token": sb._envd_access_token or "",
+    }
+
+    def frame(msg: bytes, flags: int = 0, size: int | None = None) -> bytes:
+        return bytes([flags]) + (len(msg) if size is None else size).to_bytes(4, "big") + msg
+
+    data = b'{"data": {"input": {"stdin": "eA=="}}}'
+    start = b'{"start": {"process": {"pid": %d}}}' % h.pid
+    for body in (
+        frame(start, flags=1),  # compressed
+        frame(start, size=64 * 1024**2),  # declares more than a message may be
+        frame(start)[:-3],  # ends inside a message
+        frame(data) + frame(start),  # data before start
+        frame(b"[1]"),  # not an object
+    ):
+        r = httpx.post(f"{srv.url}/process.Process/StreamInput", content=body, headers=headers)
+        assert r.status_code == 200 and b"invalid_argument" in r.content, r.content
+    sb.commands.close_stdin(h.pid)
+    assert h.wait().stdout == ""
+
+
 def test_tenant_ceilings(start_server: Callable[..., ServerThread]) -> None:
     """The key's ceilings hold through the E2B door: the live-sandbox quota is the SDK's
     RateLimitException, a network the key may not open its SandboxException (403)."""
