@@ -182,5 +182,13 @@ async def test_watch_dir_async(srv: ServerThread) -> None:
         await h.stop()
         with pytest.raises(SandboxException):
             await box.files.watch_dir("/etc", on_event=on_event)
+        # the watched folder going away ends the watch cleanly
+        await box.files.make_dir("/home/user/doomed")
+        ended: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+        await box.files.watch_dir(
+            "/home/user/doomed", on_event=lambda _: None, on_exit=ended.set_result
+        )
+        await box.commands.run("rm -r /home/user/doomed")
+        assert await asyncio.wait_for(ended, 30) is None
     finally:
         await box.kill()
