@@ -11,6 +11,9 @@ naming the feature (docs/e2b.md).
     envd.py         /process.Process/*, /filesystem.Filesystem/*, /files, /health
     interpreter.py  /execute, /contexts                                    (E2B_SANDBOX_URL)
     interp_stream.py  one /execute as E2B's JSON lines, streamed while the cell runs
+    pty.py          sb.pty: the engine's TTY exec, its event stream
+    watch.py        files.watch_dir on the guest's directory watch (stream and polled)
+    metrics.py      get_metrics: one sample of the engine's stats and the workspace's disk
     connect.py      Connect-RPC framing (JSON codec) and its error codes
     common.py       state (access tokens, templates, running commands), auth, paths
 """
