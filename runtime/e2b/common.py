@@ -29,10 +29,10 @@ from runtime.errors import CorralError, NotFound, Unauthorized
 from runtime.store.base import SandboxRecord
 from sandbox.api import Sandbox
 from sandbox.errors import SandboxError
+from sandbox.pty import Pty
 from sandbox.rpc.client import ProcessPipe
 
 if TYPE_CHECKING:
-    from runtime.e2b.pty import PtySession
     from runtime.e2b.watch import Watcher
 
 ENVD_VERSION = "0.6.1"
@@ -71,8 +71,8 @@ class Command:
     task: asyncio.Task[Any] | None = None
     pipe: ProcessPipe | None = None
     """Set when started with stdin (`Sandbox.pipe`)."""
-    pty: PtySession | None = None
-    """Set when started with a PTY (the engine's TTY exec, runtime/e2b/pty.py)."""
+    pty: Pty | None = None
+    """Set when started with a PTY (the engine's TTY exec, sandbox/pty.py)."""
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     """Set by a kill of a piped command (its stream then ends and closes the pipe)."""
     listeners: list[asyncio.Queue[bytes | None]] = field(default_factory=list)

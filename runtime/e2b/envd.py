@@ -33,7 +33,6 @@ from runtime.e2b.common import (
     E2BError,
     E2BState,
     Unsupported,
-    api_state,
     sandbox_for,
     status_of,
     to_corral,
@@ -49,11 +48,12 @@ from runtime.e2b.connect import (
     request_messages,
     timeout_of,
 )
-from runtime.e2b.pty import PtySession, pty_frames, size_of
+from runtime.e2b.pty import pty_frames, size_of
 from runtime.e2b.routes import ConnectRoute, E2BRoute
 from runtime.errors import NotFound
 from sandbox.api import Sandbox
 from sandbox.errors import SandboxError
+from sandbox.pty import Pty
 from sandbox.types import FileInfo
 
 STREAM_QUEUE = 64
@@ -77,8 +77,7 @@ def router(e2b: E2BState) -> APIRouter:
             command = Command(e2b.next_pid(), cmd, args, envs, to_e2b(cwd), msg.get("tag"))
             if msg.get("pty") is not None:
                 rows, cols = size_of(msg["pty"])
-                command.pty = await PtySession.start(
-                    api_state(request).hub.backend,
+                command.pty = await Pty.start(
                     sb,
                     [cmd, *args],
                     cwd=cwd,
