@@ -157,7 +157,12 @@ class PgFanout:
             await asyncio.sleep(delay)
 
     async def _listen_once(self) -> None:
-        conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
+        conn = await asyncpg.connect(
+            self._dsn,
+            timeout=CONNECT_TIMEOUT,
+            # Named in pg_stat_activity, so an operator (or a test) can tell it apart.
+            server_settings={"application_name": f"corral-fleet {self.origin}"[:63]},
+        )
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _c: lost.set())
         await conn.add_listener(EVENTS_CHANNEL, self._notified)

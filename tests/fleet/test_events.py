@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 import pytest
 
 from runtime.fleet.notify import PgFanout, asyncpg_dsn
@@ -104,5 +105,57 @@ async def test_fanout_wakes_other_nodes_and_skips_its_own() -> None:
         assert got["a"] == []  # a node's own events were published locally already
         assert got["b-cancel"] == ["int_2"] and got["a-cancel"] == ["int_2"]
     finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_fanout_comes_back_after_its_connection_is_killed() -> None:
+    base = os.environ.get("CORRAL_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("CORRAL_TEST_POSTGRES_URL is not set")
+    dsn = asyncpg_dsn(base)
+    assert dsn is not None
+    got: list[str] = []
+    reconnects: list[bool] = []
+    arrived = asyncio.Event()
+
+    def on_events(iid: str) -> None:
+        got.append(iid)
+        arrived.set()
+
+    def on_reconnect() -> None:
+        reconnects.append(True)
+        arrived.set()
+
+    a = PgFanout(
+        dsn,
+        origin="ka",
+        on_events=lambda _i: None,
+        on_cancel=lambda _i: None,
+        on_reconnect=lambda: None,
+    )
+    b = PgFanout(
+        dsn, origin="kb", on_events=on_events, on_cancel=lambda _i: None, on_reconnect=on_reconnect
+    )
+    await a.start()
+    await b.start()
+    admin = await asyncpg.connect(dsn)
+    try:
+        killed = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = 'corral-fleet kb'"
+        )
+        assert killed == 1
+        async with asyncio.timeout(30):
+            while not reconnects:  # subscribers are told to re-read the store
+                arrived.clear()
+                await arrived.wait()
+            a.published("int_after", 1)
+            while "int_after" not in got:
+                arrived.clear()
+                await arrived.wait()
+        assert b.connected
+    finally:
+        await admin.close()
         await a.aclose()
         await b.aclose()
