@@ -38,8 +38,10 @@ def chromium_or_skip(configured: str = CHROMIUM) -> str:
     pytest.skip(NO_CHROMIUM)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_driver() -> Iterator[Playwright]:
+    # Module scope, not session: Playwright's sync API keeps an event loop running in this
+    # thread until it stops, and every asyncio test collected after it would fail to start.
     with sync_playwright() as pw:
         yield pw
 
