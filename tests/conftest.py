@@ -7,6 +7,7 @@ session folder is removed by label: tests cannot leak containers even when they 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -46,16 +47,27 @@ def session_root() -> Iterator[Path]:
 
 
 def _remove_containers_under(root: Path) -> None:
+    """What the session's sandboxes left on the engine: containers, then their networks (a
+    test that ends with a sandbox still kept would otherwise leave its allowlist network,
+    and the engine has only ~30 address pools for them). Other sessions' tests may remove the
+    same objects at the same moment: gone already is fine."""
     try:
         import docker
+        import docker.errors
 
         client = docker.from_env()
     except Exception:
         return
+    mine = {"label": "corral.managed=true"}
     try:
-        for c in client.containers.list(all=True, filters={"label": "corral.managed=true"}):
+        for c in client.containers.list(all=True, filters=mine):
             if c.labels.get("corral.home", "").startswith(str(root)):
-                c.remove(force=True, v=True)
+                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                    c.remove(force=True, v=True)
+        for n in client.networks.list(filters=mine):
+            if (n.attrs.get("Labels") or {}).get("corral.home", "").startswith(str(root)):
+                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                    n.remove()
     finally:
         client.close()
 
