@@ -45,7 +45,9 @@ MAX_WATCHES = 1024
 MAX_SCAN = 100_000
 """Entries one recursive walk looks at (a folder of a million files must not stall the guest)."""
 MAX_PENDING = 4096
-MAX_CALLS = 16
+MAX_CALLS = 64
+"""Watches at once in one guest: a backstop (the E2B door holds 16 polled watchers per
+sandbox; watches it has just stopped may still be winding down here)."""
 BATCH_MAX = 512
 POLL_INTERVAL = 0.5
 MAX_POLL_ENTRIES = 20_000
