@@ -493,45 +493,38 @@ def stage_guest(root: Path) -> Path:
 def _build_dropexec(folder: Path) -> None:
     """Compile the guest's static `dropexec` helper (guest/spawn.py says why). Without a C
     compiler the guest starts children by forking itself: slower, same behaviour."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    source, target = folder / "dropexec.c", folder / "dropexec"
-    if cc is None:
-        log.warning("guest.dropexec_skipped", reason="no C compiler on this host")
-        return
-    try:
-        subprocess.run(
-            [cc, "-O2", "-static", "-s", "-o", str(target), str(source)],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        os.chmod(target, 0o755)
-    except (OSError, subprocess.SubprocessError) as exc:
-        target.unlink(missing_ok=True)
-        log.warning("guest.dropexec_skipped", reason=str(exc)[:200])
+    _compile(folder, "dropexec.c", "dropexec", ["-static"])
 
 
 def _build_agentspawn(folder: Path) -> None:
     """Compile the guest's `_agentspawn` extension (stable ABI, guest/agentspawn.c): one exec
-    per command instead of dropexec's two. Needs a C compiler and this Python's headers;
-    without them the guest uses dropexec."""
-    cc = shutil.which("cc") or shutil.which("gcc")
+    per command instead of dropexec's two. Needs this Python's headers too; without them the
+    guest uses dropexec."""
     include = sysconfig.get_paths().get("include", "")
-    source, target = folder / "agentspawn.c", folder / "_agentspawn.abi3.so"
-    if cc is None or not os.path.isfile(os.path.join(include, "Python.h")):
-        log.info("guest.agentspawn_skipped", reason="no C compiler or Python headers here")
+    if not os.path.isfile(os.path.join(include, "Python.h")):
+        log.info("guest.agentspawn_skipped", reason="no Python headers on this host")
+        return
+    _compile(folder, "agentspawn.c", "_agentspawn.abi3.so", ["-shared", "-fPIC", f"-I{include}"])
+
+
+def _compile(folder: Path, source: str, target: str, flags: list[str]) -> None:
+    """cc `folder/source` into `folder/target` (0755); on any failure, log and leave no target."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    out = folder / target
+    if cc is None:
+        log.warning("guest.build_skipped", target=target, reason="no C compiler on this host")
         return
     try:
         subprocess.run(
-            [cc, "-O2", "-shared", "-fPIC", "-s", f"-I{include}", "-o", str(target), str(source)],
+            [cc, "-O2", "-s", *flags, "-o", str(out), str(folder / source)],
             check=True,
             capture_output=True,
             timeout=120,
         )
-        os.chmod(target, 0o755)
+        os.chmod(out, 0o755)
     except (OSError, subprocess.SubprocessError) as exc:
-        target.unlink(missing_ok=True)
-        log.warning("guest.agentspawn_skipped", reason=str(exc)[:200])
+        out.unlink(missing_ok=True)
+        log.warning("guest.build_skipped", target=target, reason=str(exc)[:200])
 
 
 def _guest_capabilities() -> list[str]:
