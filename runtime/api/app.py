@@ -23,7 +23,7 @@ from runtime.api.deps import ApiState
 from runtime.api.docs import install_docs
 from runtime.api.errors import install_error_handlers
 from runtime.api.fleet import running_fleet
-from runtime.api.forwarding import SandboxForwarding
+from runtime.api.forwarding import FleetForwarding
 from runtime.api.hub import SandboxHub
 from runtime.api.metrics import HttpMetrics, Metrics, note_route
 from runtime.api.openapi import install_openapi
@@ -129,7 +129,7 @@ def create_app(
         app.include_router(router)
     app.router.routes.append(mcp.route)
     app.add_middleware(BodyLimit, json_limit=cfg.json_limit, upload_limit=cfg.upload_limit)
-    app.add_middleware(SandboxForwarding)  # another node's sandbox: its owner answers (fleet)
+    app.add_middleware(FleetForwarding)  # another node's sandbox or artifacts: it answers
     app.add_middleware(HttpMetrics, metrics=metrics)
     app.add_middleware(AccessLog)
     return app

@@ -61,7 +61,7 @@ class _Target:
         return "the artifact files of this interaction are"
 
 
-class SandboxForwarding:
+class FleetForwarding:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
