@@ -12,6 +12,8 @@ gets a fresh database. Prints figures, never pass/fail:
   measured too: each run is also followed on the node that created it, and the difference
   between the two arrivals of `interaction.completed` is printed as p50/p95;
 - the raw LISTEN/NOTIFY hop between two connections (p50/p95), for comparison;
+- sandbox calls direct and forwarded: a sandbox on one node, `exec true` round trip p50/p95
+  and an 8 MiB upload and download (median of 3) through its node and through the other one;
 - the takeover time after a node dies: a run executing on a node that is killed (-9) inside a
   3 s command; from the kill until the other node's `run.resumed` event reaches a client
   streaming from that node, and until the run completes there (the command runs again). It
@@ -336,6 +338,46 @@ async def notify_latency(pg: str, count: int = 200) -> dict[str, Any]:
     }
 
 
+async def forwarding(pg: str, root: Path, rounds: int = 60) -> dict[str, Any]:
+    """A sandbox on one node, used directly and through the other node (forwarded)."""
+    async with (
+        fleet(pg, 2, root) as nodes,
+        httpx.AsyncClient(headers=HEADERS, timeout=600) as http,
+    ):
+        owner, other = nodes
+        r = await http.post(f"{owner.url}/v1beta/sandboxes", json={"network": "none"})
+        r.raise_for_status()
+        path = f"/v1beta/sandboxes/{r.json()['id']}"
+        blob = os.urandom(8 << 20)
+        out: dict[str, Any] = {}
+        for label, node in (("direct", owner), ("forwarded", other)):
+            times = []
+            for _ in range(rounds):  # exec round trip of `true`
+                t0 = time.perf_counter()
+                e = await http.post(f"{node.url}{path}/exec", json={"command": ["true"]})
+                times.append(time.perf_counter() - t0)
+                assert e.status_code == 200, e.text
+            up, down = [], []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                (
+                    await http.put(f"{node.url}{path}/files/blob.bin", content=blob)
+                ).raise_for_status()
+                up.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                got = await http.get(f"{node.url}{path}/files/blob.bin")
+                down.append(time.perf_counter() - t0)
+                assert got.content == blob
+            out[label] = {
+                "exec_p50_ms": round(pct(times, 50) * 1000, 2),
+                "exec_p95_ms": round(pct(times, 95) * 1000, 2),
+                "upload_8MiB_ms": round(sorted(up)[1] * 1000),
+                "download_8MiB_ms": round(sorted(down)[1] * 1000),
+            }
+        await http.delete(f"{owner.url}{path}")
+    return out
+
+
 def rows(results: list[dict[str, Any]]) -> Iterator[str]:
     yield "nodes  runs  conc  runs/s  p50 ms  p95 ms  fan-out p50/p95 ms  statuses"
     for r in results:
@@ -351,6 +393,7 @@ async def main() -> None:
     ap.add_argument("--runs", type=int, default=24)
     ap.add_argument("--concurrency", type=int, default=6)
     ap.add_argument("--nodes", default="1,2,3", help='node counts; "" for the takeover only')
+    ap.add_argument("--forwarding", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--takeovers", type=int, default=3, help="node kills measured (0: none)")
     ap.add_argument("--pg", default=os.environ.get("CORRAL_TEST_POSTGRES_URL"))
     args = ap.parse_args()
@@ -368,6 +411,8 @@ async def main() -> None:
             print(json.dumps(results[-1]), flush=True)
         if results:
             print("\n".join(rows(results)))
+        if args.forwarding:
+            print("forwarding:", json.dumps(await forwarding(args.pg, root / "fwd")), flush=True)
         for i in range(args.takeovers):
             print("takeover:", json.dumps(await takeover(args.pg, root / f"t{i}")), flush=True)
 
