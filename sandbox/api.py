@@ -134,7 +134,9 @@ class Sandbox:
             if owns:
                 await be.aclose()
             raise
-        return cls(handle, be, rpc, owns_backend=owns)
+        sb = cls(handle, be, rpc, owns_backend=owns)
+        sb._touch()  # the idle clock starts now, not when the container was asked for
+        return sb
 
     @classmethod
     async def attach(cls, sandbox_id: str, *, backend: Backend | None = None) -> Sandbox:

@@ -100,6 +100,7 @@ class DockerBackend:
         self._client = client
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="corral-docker")
         self._handles: dict[str, SandboxHandle] = {}
+        self._starting: set[str] = set()  # created here, not yet used once (reap_idle skips)
         self._runtimes: set[str] | None = None
         self._guest: Path | None = None
         self._egress_options = egress
@@ -172,6 +173,7 @@ class DockerBackend:
         await self._check_runtime(spec.runtime)
         sandbox_id = new_sandbox_id()
         host_dir = self.sandboxes_dir / sandbox_id
+        self._starting.add(sandbox_id)  # not idle before its first use (`touch`)
         # Both folders are the controller's alone (0700). Only `rpc/` is mounted, and only the
         # guest's root-started server writes there (its socket), before it drops to the agent.
         self.sandboxes_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
@@ -204,6 +206,7 @@ class DockerBackend:
             container_id = str(created["Id"])
             await self._run(api.start, container_id, err_sandbox=sandbox_id)
         except BaseException:
+            self._starting.discard(sandbox_id)
             await self._discard(sandbox_id, host_dir)
             if attachment is not None:
                 await self.egress.detach(sandbox_id)
@@ -379,6 +382,7 @@ class DockerBackend:
 
     async def destroy(self, sandbox_id: str) -> None:
         """Remove the container, its tmpfs workspace and its host folder. Idempotent."""
+        self._starting.discard(sandbox_id)
         handle = self._handles.pop(sandbox_id, None)
         target = handle.container_id if handle else f"corral-{sandbox_id}"
         with contextlib.suppress(SandboxNotFound):
@@ -396,6 +400,7 @@ class DockerBackend:
         agent cannot move it."""
         with contextlib.suppress(FileNotFoundError):
             os.utime(handle.host_dir / LAST_USED, follow_symlinks=False)
+        self._starting.discard(handle.id)
 
     def last_used(self, handle: SandboxHandle) -> float:
         try:
@@ -409,6 +414,8 @@ class DockerBackend:
         reaped: builtins.list[str] = []
         for handle in await self.list():
             ttl = handle.spec.idle_ttl
+            if handle.id in self._starting:
+                continue  # a slow start is not idleness: the clock runs from its first use
             if ttl is not None and now - self.last_used(handle) > ttl:
                 await self.destroy(handle.id)
                 reaped.append(handle.id)
