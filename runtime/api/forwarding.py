@@ -12,7 +12,10 @@ Which calls name a sandbox:
   looked up by id alone;
 - artifact downloads `GET /v1beta/interactions/{id}/artifacts/{path}`: the files are on the
   disk of the node that collected them, the run's last owner (`interactions.owner_node`),
-  which serves them (the listing comes from the database and is answered anywhere).
+  which serves them (the listing comes from the database and is answered anywhere);
+- `DELETE /{v}/interactions/{id}`: the run's last owner cancels it if it still runs and removes
+  its artifact files and kept sandbox with the rows. If that node is down the delete is done
+  here (rows and whatever this node holds) rather than refused.
 
 The middleware never answers for the app: a call without a valid key, for a sandbox the
 tenant does not have, or for one this node owns goes on to the routes, which authenticate and
@@ -43,11 +46,12 @@ from runtime.fleet.forward import FORWARDED_BY
 _OWN_API = re.compile(r"^/v1beta/sandboxes/(?P<id>[^/]+)(?:/|$)")
 _E2B_LIFECYCLE = re.compile(r"^(?:/v2)?/sandboxes/(?P<id>[^/]+)(?:/|$)")
 _ARTIFACT = re.compile(r"^/v1beta/interactions/(?P<id>[^/]+)/artifacts/.")
+_RUN = re.compile(r"^/v1(?:beta)?/interactions/(?P<id>[^/]+)$")
 
 
 @dataclass(frozen=True)
 class _Target:
-    kind: Literal["sandbox", "artifact"]
+    kind: Literal["sandbox", "artifact", "run"]
     id: str
     key: str | None
     keyed: bool
@@ -58,7 +62,9 @@ class _Target:
         """The subject of an error message about where the target is."""
         if self.kind == "sandbox":
             return "this sandbox is"
-        return "the artifact files of this interaction are"
+        if self.kind == "artifact":
+            return "the artifact files of this interaction are"
+        return "this interaction's files and sandbox are"
 
 
 class FleetForwarding:
@@ -94,6 +100,11 @@ class FleetForwarding:
                 what=target.what,
             )
         except NodeUnavailable as exc:
+            if target.kind == "run":
+                # A delete must not wait for a dead node: the rows go here; what that node
+                # holds is its to reap when it comes back (nothing was sent yet).
+                await self.app(scope, receive, send)
+                return
             response = error_response(503, exc.code, exc.message, headers={"Retry-After": "5"})
             await response(scope, receive, send)
 
@@ -109,6 +120,10 @@ def _target(scope: Scope) -> _Target | None:
         m = _ARTIFACT.match(path)
         if m is not None:
             return _Target("artifact", m["id"], key_from_headers(headers), True)
+    if scope["method"] == "DELETE":
+        m = _RUN.match(path)
+        if m is not None:
+            return _Target("run", m["id"], key_from_headers(headers), True)
     e2b_id = headers.get("e2b-sandbox-id")
     if e2b_id:
         return _Target("sandbox", e2b_id, None, False)

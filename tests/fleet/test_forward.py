@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -149,3 +150,21 @@ def test_artifacts_download_from_any_node(
             gone.status_code == 503
             and "artifact files of this interaction are on node" in gone.text
         )
+
+        # a delete through b is done by a (back on its home): its files and kept sandbox go too
+        a.start()
+        assert (a.home / "artifacts" / run["id"]).is_dir()
+        assert _containers_of(a.home) != []  # the run's sandbox, kept for follow-ups
+        assert cb.delete(f"/v1beta/interactions/{run['id']}").status_code == 200
+        assert not (a.home / "artifacts" / run["id"]).exists()
+        assert _containers_of(a.home) == []
+        assert ca.get(f"/v1beta/interactions/{run['id']}").status_code == 404
+
+
+def _containers_of(home: Path) -> list[str]:
+    client = docker.from_env()
+    try:
+        found = client.containers.list(all=True, filters={"label": f"corral.home={home}"})
+        return [c.id for c in found]
+    finally:
+        client.close()
