@@ -13,6 +13,10 @@ Which calls name a sandbox:
 - artifact downloads `GET /v1beta/interactions/{id}/artifacts/{path}`: the files are on the
   disk of the node that collected them, the run's last owner (`interactions.owner_node`),
   which serves them (the listing comes from the database and is answered anywhere);
+- `POST /{v}/interactions` of an agent follow-up (`agent` and `previous_interaction_id`): the
+  node that last ran the previous interaction holds its kept sandbox, so the follow-up is sent
+  there and continues in that workspace (the body, within the JSON cap, is read here first to
+  know; a bigger one is left to the body limit). That node down: the run starts here;
 - `DELETE /{v}/interactions/{id}`: the run's last owner cancels it if it still runs and removes
   its artifact files and kept sandbox with the rows. If that node is down the delete is done
   here (rows and whatever this node holds) rather than refused.
@@ -28,12 +32,13 @@ SQLite (no fleet) skip all of this.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Literal
 
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runtime.api.auth import key_from_headers
 from runtime.api.deps import ApiState
@@ -47,6 +52,7 @@ _OWN_API = re.compile(r"^/v1beta/sandboxes/(?P<id>[^/]+)(?:/|$)")
 _E2B_LIFECYCLE = re.compile(r"^(?:/v2)?/sandboxes/(?P<id>[^/]+)(?:/|$)")
 _ARTIFACT = re.compile(r"^/v1beta/interactions/(?P<id>[^/]+)/artifacts/.")
 _RUN = re.compile(r"^/v1(?:beta)?/interactions/(?P<id>[^/]+)$")
+_CREATE = re.compile(r"^/v1(?:beta)?/interactions$")
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,13 @@ class FleetForwarding:
         if fleet is None:
             await self.app(scope, receive, send)
             return
+        if (
+            scope["method"] == "POST"
+            and _CREATE.match(scope["path"])
+            and not Headers(scope=scope).get(FORWARDED_BY)
+        ):
+            await self._create(scope, receive, send, fleet)
+            return
         target = _target(scope)
         owner = None
         if target is not None:
@@ -107,6 +120,76 @@ class FleetForwarding:
                 return
             response = error_response(503, exc.code, exc.message, headers={"Retry-After": "5"})
             await response(scope, receive, send)
+
+    async def _create(self, scope: Scope, receive: Receive, send: Send, fleet: Fleet) -> None:
+        """A follow-up agent run goes to the node holding the previous run's kept sandbox, so
+        it continues in that workspace; any other create is this node's."""
+        state: ApiState = scope["app"].state.corral
+        body, whole = await _buffer(receive, state.config.json_limit)
+        owner = await _follow_up_owner(state, fleet, scope, body) if whole else None
+        if owner is not None:
+            try:
+                await fleet.forwarder.forward(
+                    scope,
+                    _replay(body, whole, receive),
+                    send,
+                    owner=owner.node,
+                    url=owner.url,
+                    heartbeat_at=owner.heartbeat_at,
+                    what="the previous interaction's sandbox is",
+                )
+                return
+            except NodeUnavailable:
+                pass  # that node is gone with its sandbox: the run starts here in a new one
+        await self.app(scope, _replay(body, whole, receive), send)
+
+
+async def _buffer(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    """The request body if it ends within `limit` bytes (True), else what was read (False)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        msg = await receive()
+        if msg["type"] != "http.request":
+            return b"".join(chunks), False
+        chunk = msg.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not msg.get("more_body", False):
+            return b"".join(chunks), True
+        if size > limit:  # the app's body limit answers this one
+            return b"".join(chunks), False
+
+
+def _replay(body: bytes, whole: bool, receive: Receive) -> Receive:
+    """A `receive` that gives `body` first, then (if more is to come) the rest of the request."""
+    sent = False
+
+    async def again() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": not whole}
+        return await receive()
+
+    return again
+
+
+async def _follow_up_owner(
+    state: ApiState, fleet: Fleet, scope: Scope, body: bytes
+) -> queries.Owner | None:
+    """The other node that last ran this agent follow-up's previous interaction, if any."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None  # the route answers the malformed body
+    if not isinstance(data, dict) or "agent" not in data:
+        return None
+    previous = data.get("previous_interaction_id")
+    if not isinstance(previous, str) or not previous:
+        return None
+    target = _Target("run", previous, key_from_headers(Headers(scope=scope)), True)
+    return await _remote_owner(state, fleet, target)
 
 
 def _target(scope: Scope) -> _Target | None:

@@ -13,6 +13,7 @@ from typing import Any
 import docker
 import httpx
 import pytest
+import yaml
 
 from runtime.fleet.forward import FORWARDED_BY
 from tests.fleet.nodes import HEADERS, OTHER_HEADERS, ServeNode
@@ -159,6 +160,42 @@ def test_artifacts_download_from_any_node(
         assert not (a.home / "artifacts" / run["id"]).exists()
         assert _containers_of(a.home) == []
         assert ca.get(f"/v1beta/interactions/{run['id']}").status_code == 404
+
+
+def test_a_follow_up_through_another_node_continues_in_the_same_sandbox(
+    start_node: Callable[..., ServeNode], tmp_path: Path
+) -> None:
+    a, b = start_node("a"), start_node("b")
+
+    def exec_turn(command: str) -> dict[str, Any]:
+        return {"tool_calls": [{"name": "exec", "arguments": {"command": command}}]}
+
+    # One script for the conversation: the follow-up's model sees the first run's turns.
+    turns = [
+        exec_turn("echo kept-across-nodes > /workspace/note.txt"),
+        {"text": "written"},
+        exec_turn("cat /workspace/note.txt"),
+        {"text": "read"},
+    ]
+    script = tmp_path / "conversation.yaml"
+    script.write_text(yaml.safe_dump({"turns": turns}))
+    spec = {
+        "name": "notes",
+        "model": f"scripted:{script}",
+        "instructions": "Fleet test agent.",
+        "tools": ["exec"],
+    }
+    with a.client() as ca, b.client() as cb:
+        assert ca.post("/v1beta/agents", json=spec).status_code == 200
+        first = ca.post("/v1beta/interactions", json={"agent": "notes", "input": "w"}).json()
+        assert first["status"] == "completed", first
+        follow = {"agent": "notes", "input": "r", "previous_interaction_id": first["id"]}
+        second = cb.post("/v1beta/interactions", json=follow)
+        assert second.status_code == 200, second.text
+        steps = second.json()["steps"]
+        results = [s for s in steps if s["type"] == "code_execution_result"]
+        assert "kept-across-nodes" in str(results), steps  # a's sandbox, not a new one on b
+        assert _containers_of(b.home) == []  # b started nothing itself
 
 
 def _containers_of(home: Path) -> list[str]:
