@@ -4,9 +4,11 @@ Another tenant's key cannot cancel it from any node."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.fleet.nodes import OTHER_HEADERS, ServeNode, owner_of, sse_events
 
@@ -85,3 +87,22 @@ def test_cancel_while_the_owner_is_dead_is_honoured_by_the_node_that_takes_the_r
         ).text
     assert "cancel.requested" in events and "never-reached" not in events
     assert survivor.runs_active() == 0
+
+
+def test_a_model_interaction_is_cancelled_from_another_node(
+    start_node: Callable[..., ServeNode], tmp_path: Path
+) -> None:
+    a, b = start_node("a"), start_node("b")
+    script = tmp_path / "slow.yaml"
+    script.write_text(yaml.safe_dump({"turns": [{"text": "too late", "delay": 300}]}))
+    with a.client() as ca, b.client() as cb:
+        created = ca.post(
+            "/v1beta/interactions",
+            json={"model": f"scripted:{script}", "input": "hi", "background": True},
+        ).json()
+        assert created["status"] == "in_progress"
+        assert a.runs_active() == 1  # the model call is waiting on a
+        cancelled = cb.post(f"/v1beta/interactions/{created['id']}/cancel").json()
+        assert cancelled["status"] == "cancelled"
+        assert a.runs_active() == 0
+        assert ca.get(f"/v1beta/interactions/{created['id']}").json()["status"] == "cancelled"
