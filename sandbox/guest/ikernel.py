@@ -1,6 +1,7 @@
 """The code interpreter's kernel: one namespace, cells in order, Jupyter-style rich results.
 
-Standalone script (standard library only; matplotlib is used when the image has it) started
+Standalone script (standard library only; matplotlib is used when the image has it;
+`kernelcore.py` beside it has what it shares with the Python session's kernel.py) started
 by `interp.py` as ``python3 ikernel.py REQUEST_FD EVENT_FD``. Both pipes carry messages of a
 4-byte big-endian length + a JSON object:
 
@@ -19,7 +20,6 @@ KeyboardInterrupt in the cell; between cells it is ignored (the framing stays in
 
 from __future__ import annotations
 
-import ast
 import base64
 import builtins
 import codecs
@@ -30,15 +30,18 @@ import io
 import json
 import os
 import signal
-import struct
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-_LEN = struct.Struct("!I")
+if TYPE_CHECKING:
+    from . import kernelcore
+else:
+    import kernelcore  # beside this file (sys.path[0] until main() changes it)
+
+kernelcore.OWN_FILES.add(os.path.abspath(__file__))
 TEXT_MAX = 64 << 10
 """``text/plain`` (a repr) is cut here."""
 ITEM_MAX = 8 << 20
@@ -57,7 +60,6 @@ FORMATS = (
 )
 BINARY = {"image/png", "image/jpeg", "application/pdf"}
 
-_busy = [False]
 _writing = [False]
 _pending_interrupt = [False]
 _event_fd = [-1]
@@ -68,23 +70,12 @@ BATCH = 0.005
 
 
 def _on_sigint(signum: int, frame: object) -> None:
-    if not _busy[0]:
+    if not kernelcore.busy[0]:
         return
     if _writing[0]:  # never leave half an event in the pipe: interrupt once it is written
         _pending_interrupt[0] = True
         return
     raise KeyboardInterrupt
-
-
-def _read_exact(fd: int, n: int) -> bytes | None:
-    parts = []
-    while n:
-        chunk = os.read(fd, n)
-        if not chunk:
-            return None
-        parts.append(chunk)
-        n -= len(chunk)
-    return b"".join(parts)
 
 
 _streams: list[Any] = []
@@ -99,8 +90,7 @@ def _flush_streams() -> None:
 
 def _write_event(message: dict[str, Any]) -> None:
     """One whole event (threads of the cell print too; a SIGINT waits until it is out)."""
-    raw = json.dumps(message).encode()
-    view = memoryview(_LEN.pack(len(raw)) + raw)
+    view = memoryview(kernelcore.framed(message))
     main = threading.current_thread() is threading.main_thread()
     with _event_lock:
         _writing[0] = main  # SIGINT lands in the main thread: only its writes defer it
@@ -110,7 +100,7 @@ def _write_event(message: dict[str, Any]) -> None:
         finally:
             if main:
                 _writing[0] = False
-    if main and _pending_interrupt[0] and _busy[0]:
+    if main and _pending_interrupt[0] and kernelcore.busy[0]:
         _pending_interrupt[0] = False
         raise KeyboardInterrupt
 
@@ -347,12 +337,12 @@ class _PyplotHook(importlib.abc.MetaPathFinder):
 
 # -- cells -----------------------------------------------------------------------------------
 def _error(exc: BaseException) -> dict[str, str]:
-    # The traceback shows the cell's frames, not this file's (run_cell, the SIGINT handler).
-    te = traceback.TracebackException.from_exception(exc)
-    te.stack = traceback.StackSummary.from_list(
-        [f for f in te.stack if f.filename != os.path.abspath(__file__)]
-    )
-    return {"name": type(exc).__name__, "value": str(exc), "traceback": "".join(te.format())}
+    # The traceback shows the cell's frames, not the kernel's (run_cell, the SIGINT handler).
+    return {
+        "name": type(exc).__name__,
+        "value": str(exc),
+        "traceback": kernelcore.traceback_text(exc),
+    }
 
 
 def _set_env(env: dict[str, str]) -> dict[str, str | None]:
@@ -371,24 +361,14 @@ def _restore_env(old: dict[str, str | None]) -> None:
 
 def run_cell(code: str, ns: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
     try:
-        tree = ast.parse(code, "<cell>", "exec")
+        cell = kernelcore.parse_cell(code)
     except SyntaxError as exc:
-        tb = "".join(traceback.format_exception_only(exc))
+        tb = kernelcore.syntax_error_text(exc)
         return None, {"name": "SyntaxError", "value": str(exc), "traceback": tb}
-    last = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = ast.Expression(tree.body[-1].value)
-        tree.body.pop()
     try:
-        _busy[0] = True
-        try:
-            exec(compile(tree, "<cell>", "exec"), ns)
-            value = eval(compile(last, "<cell>", "eval"), ns) if last is not None else None
-        finally:
-            _busy[0] = False
+        value = kernelcore.run_cell(cell, ns)
         result = None
         if value is not None:
-            ns["_"] = value
             result = bundle(value)
         flush_figures()
     except BaseException as exc:  # the cell's error (even SystemExit) is its result
@@ -419,16 +399,7 @@ def main() -> None:
     builtins.display = display  # type: ignore[attr-defined]
     sys.path[0] = ""  # import from the working directory, like a notebook
     ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
-    count = 0
-    while True:
-        head = _read_exact(req_fd, _LEN.size)
-        if head is None:
-            return
-        body = _read_exact(req_fd, _LEN.unpack(head)[0])
-        if body is None:
-            return
-        request = json.loads(body)
-        count += 1
+    for count, request in enumerate(kernelcore.requests(req_fd), start=1):
         old = _set_env(request.get("env") or {})
         try:
             result, error = run_cell(request["code"], ns)

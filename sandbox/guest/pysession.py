@@ -13,24 +13,16 @@ import contextlib
 import json
 import os
 import signal
-import struct
-import subprocess
-import sys
 from collections.abc import Mapping
 from typing import Any
 
-from .fdio import READ_SIZE, kill_group, readable, reap_later, wait_exit, writable
-from .privs import popen_credentials
+from .fdio import READ_SIZE, readable, wait_exit
+from .kernelproc import KernelDied, KernelProcess
 
 KERNEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernel.py")
 INTERRUPT_GRACE = 2.0
 OUTPUT_MAX = 1 << 20
 """Per stream and cell; the rest is dropped (and counted in a note)."""
-_LEN = struct.Struct("!I")
-
-
-class KernelDied(Exception):
-    pass
 
 
 class _Capture:
@@ -70,60 +62,19 @@ class _Capture:
         return text
 
 
-class _Kernel:
-    def __init__(self, cwd: str, env: Mapping[str, str]) -> None:
-        req_r, self.req_w = os.pipe()
-        self.resp_r, resp_w = os.pipe()
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, str(KERNEL), str(req_r), str(resp_w)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                pass_fds=(req_r, resp_w),
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
-                **popen_credentials(),
-            )
-        finally:
-            os.close(req_r)
-            os.close(resp_w)
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        for fd in (self.req_w, self.resp_r, self.proc.stdout.fileno(), self.proc.stderr.fileno()):
-            os.set_blocking(fd, False)
-        self.out = _Capture(self.proc.stdout.fileno())
-        self.err = _Capture(self.proc.stderr.fileno())
-        self._resp = bytearray()
+class _Kernel(KernelProcess):
+    """The `kernel.py` process; its stdout/stderr are captured per cell."""
 
-    async def send(self, code: str) -> None:
-        raw = json.dumps({"code": code}).encode()
-        view = memoryview(_LEN.pack(len(raw)) + raw)
-        while view:
-            try:
-                view = view[os.write(self.req_w, view) :]
-            except BlockingIOError:
-                await writable(self.req_w)
-            except BrokenPipeError:
-                raise KernelDied from None
+    def __init__(self, cwd: str, env: Mapping[str, str]) -> None:
+        super().__init__(KERNEL, cwd, env)
+        self.out = _Capture(self.stdout_fd)
+        self.err = _Capture(self.stderr_fd)
 
     async def receive(self) -> dict[str, Any]:
-        while True:
-            if len(self._resp) >= _LEN.size:
-                n = _LEN.unpack_from(self._resp)[0]
-                if len(self._resp) >= _LEN.size + n:
-                    body = bytes(self._resp[_LEN.size : _LEN.size + n])
-                    del self._resp[: _LEN.size + n]
-                    reply: dict[str, Any] = json.loads(body)
-                    return reply
-            try:
-                data = os.read(self.resp_r, READ_SIZE)
-            except BlockingIOError:
-                await readable(self.resp_r)
-                continue
-            if not data:
-                raise KernelDied
-            self._resp += data
+        while (body := self.read_message()) is None:
+            await readable(self.msg_r)
+        reply: dict[str, Any] = json.loads(body)
+        return reply
 
     def output(self) -> tuple[str, str]:
         self.out.drain()
@@ -131,15 +82,10 @@ class _Kernel:
         return self.out.take(), self.err.take()
 
     def close(self) -> None:
-        kill_group(self.proc)
-        reap_later(self.proc)
+        self.kill()
         for cap in (self.out, self.err):
             cap.task.cancel()
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        self.proc.stdout.close()
-        self.proc.stderr.close()
-        os.close(self.req_w)
-        os.close(self.resp_r)
+        self.close_pipes()
 
 
 class PythonSession:
@@ -165,7 +111,7 @@ class PythonSession:
             kernel.output()  # discard what stray threads printed between cells
             timed_out = False
             try:
-                await kernel.send(code)
+                await kernel.send({"code": code})
                 try:
                     reply = await asyncio.wait_for(kernel.receive(), timeout)
                 except TimeoutError:
