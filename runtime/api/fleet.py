@@ -151,9 +151,11 @@ async def running_fleet(
     try:
         yield fleet
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        for task in (watcher, *fleet._tasks):
+            task.cancel()
+        for task in (watcher, *fleet._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         ctl.bus.attach(None, poll=None)
         await fanout.aclose()
         await fleet.forwarder.aclose()
