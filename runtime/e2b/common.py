@@ -5,6 +5,12 @@ only `E2b-Sandbox-Id` and the token we returned at create/connect as `envdAccess
 `trafficAccessToken` (sent back as `X-Access-Token` / `E2B-Traffic-Access-Token`), an HMAC of
 the sandbox id and its owner under the server's E2B secret (see `E2BState.secret`). A wrong or missing token is
 401; an unknown sandbox is 404 (another tenant's sandbox is unknown).
+
+In-sandbox streams (commands, PTYs, `commands.connect`, directory watches, `/execute`) carry
+no key, yet each holds a slot of its sandbox owner's concurrent-stream ceiling, counted with
+the tenant's other streams (`Quotas.open_stream`): the policy is the key's that created or
+last connected the sandbox on this server, else the strictest of the tenant's keys
+(`owner_policy`), so a restart never loosens a ceiling.
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
-from runtime.api.auth import Principal, key_from_headers
+from runtime.api.auth import ApiKeys, Principal, key_from_headers
 from runtime.api.deps import ApiState
 from runtime.api.errors import sandbox_status
+from runtime.api.policy import TenantPolicy
+from runtime.api.quotas import StreamLease
 from runtime.errors import CorralError, NotFound, Unauthorized
 from runtime.store.base import SandboxRecord
 from sandbox.api import Sandbox
@@ -68,6 +76,8 @@ class Command:
     envs: dict[str, str]
     cwd: str
     tag: str | None
+    added_env: dict[str, str] = field(default_factory=dict)
+    """What the door adds under the caller's `envs` (`PWD` under the home link, homes.py)."""
     task: asyncio.Task[Any] | None = None
     pipe: ProcessPipe | None = None
     """Set when started with stdin (`Sandbox.pipe`)."""
@@ -77,6 +87,10 @@ class Command:
     """Set by a kill of a piped command (its stream then ends and closes the pipe)."""
     listeners: list[asyncio.Queue[bytes | None]] = field(default_factory=list)
     """Streams of `commands.connect`: each gets the frames after the start event."""
+
+    def env(self) -> dict[str, str]:
+        """The environment it runs with: the caller's `envs` over what the door adds."""
+        return {**self.added_env, **self.envs}
 
     def publish(self, frame: bytes | None) -> None:
         for q in self.listeners:
@@ -98,12 +112,27 @@ class E2BState:
     reads the record once (in `hub.connect`), not twice. The owner never changes; paused
     changes only through this door's pause/resume, which update it (and a fleet forwards a
     sandbox's calls to the one node that owns it)."""
+    policies: dict[str, TenantPolicy] = field(default_factory=dict)
+    """sandbox id -> the policy of the key that created or last connected it here: the
+    ceilings its in-sandbox streams are held to (`stream_sandbox`)."""
+    homes: dict[str, bool] = field(default_factory=dict)
+    """sandbox id -> whether its /home/user is the link to the workspace (homes.py)."""
     _next_pid: int = 1000
 
-    def remember(self, rec: SandboxRecord) -> None:
+    def remember(self, rec: SandboxRecord, policy: TenantPolicy | None = None) -> None:
         if len(self.owners) >= MAX_OWNERS:  # ids of reaped sandboxes: start afresh
             self.owners.clear()
+        if len(self.policies) >= MAX_OWNERS:
+            self.policies.clear()
         self.owners[rec.id] = (rec.tenant, rec.state == "paused")
+        if policy is not None:
+            self.policies[rec.id] = policy
+
+    def forget(self, sandbox_id: str) -> None:
+        self.commands.pop(sandbox_id, None)
+        self.owners.pop(sandbox_id, None)
+        self.policies.pop(sandbox_id, None)
+        self.homes.pop(sandbox_id, None)
 
     def next_pid(self) -> int:
         self._next_pid += 1
@@ -191,6 +220,35 @@ def principal(request: Request) -> Principal:
 
 async def sandbox_for(request: Request, e2b: E2BState) -> Sandbox:
     """The sandbox an in-sandbox call names, checked against its access token."""
+    return (await _owned_sandbox(request, e2b))[1]
+
+
+async def stream_sandbox(request: Request, e2b: E2BState) -> tuple[Sandbox, StreamLease]:
+    """`sandbox_for`, plus a slot of the owner's concurrent-stream ceiling for the stream the
+    call opens (QuotaExceeded, 429, naming the ceiling when none is left). The caller gives
+    the lease back when the stream ends (`LeasedStreamingResponse`), or at once if it fails
+    to start."""
+    tenant, sb = await _owned_sandbox(request, e2b)
+    state = api_state(request)
+    policy = e2b.policies.get(sb.id) or owner_policy(state.config.keys, tenant)
+    return sb, state.quotas.open_stream(tenant, policy)
+
+
+def owner_policy(keys: ApiKeys, tenant: str) -> TenantPolicy:
+    """The policy for a tenant's streams when no key of it was seen for the sandbox: the
+    tightest stream ceiling among the tenant's keys (the default policy if none is its own)."""
+    single = keys.single_user
+    mine = [
+        keys.policies.get(digest, keys.default_policy)
+        for digest, owner in keys.by_digest.items()
+        if owner == tenant
+    ]
+    if not mine:
+        return keys.default_policy.resolved(single)
+    return min(mine, key=lambda p: p.max_streams).resolved(single)
+
+
+async def _owned_sandbox(request: Request, e2b: E2BState) -> tuple[str, Sandbox]:
     sandbox_id = request.headers.get("e2b-sandbox-id", "")
     token = request.headers.get("x-access-token") or request.headers.get(
         "e2b-traffic-access-token", ""
@@ -222,9 +280,9 @@ async def sandbox_for(request: Request, e2b: E2BState) -> Sandbox:
             f"{DEFAULT_USER!r} (a Corral sandbox has no root)",
         )
     try:
-        return await state.hub.connect(tenant, sandbox_id)
+        return tenant, await state.hub.connect(tenant, sandbox_id)
     except NotFound:
-        e2b.owners.pop(sandbox_id, None)
+        e2b.forget(sandbox_id)
         raise NotFound(f"sandbox {sandbox_id} not found") from None
 
 

@@ -25,9 +25,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from runtime.api.downloads import file_response
-from runtime.e2b import watch
+from runtime.api.quotas import LeasedStreamingResponse, StreamLease
+from runtime.e2b import homes, watch
 from runtime.e2b.common import (
-    HOME,
     WORKSPACE,
     Command,
     E2BError,
@@ -35,6 +35,7 @@ from runtime.e2b.common import (
     Unsupported,
     sandbox_for,
     status_of,
+    stream_sandbox,
     to_corral,
     to_e2b,
 )
@@ -64,8 +65,9 @@ def router(e2b: E2BState) -> APIRouter:
 
     # -- process ------------------------------------------------------------------------
     async def start(request: Request) -> Response:
+        lease: StreamLease | None = None
         try:
-            sb = await sandbox_for(request, e2b)
+            sb, lease = await stream_sandbox(request, e2b)
             msg = await read_request(request)
             proc = msg.get("process") or {}
             cmd = str(proc.get("cmd") or "")
@@ -73,19 +75,21 @@ def router(e2b: E2BState) -> APIRouter:
                 raise E2BError(400, "process.cmd is required")
             args = [str(a) for a in proc.get("args") or []]
             envs = {str(k): str(v) for k, v in (proc.get("envs") or {}).items()}
-            cwd = to_corral(str(proc.get("cwd") or HOME))
-            command = Command(e2b.next_pid(), cmd, args, envs, to_e2b(cwd), msg.get("tag"))
+            cwd, pwd = await homes.start_in(e2b, sb, str(proc.get("cwd") or "") or None)
+            command = Command(e2b.next_pid(), cmd, args, envs, to_e2b(cwd), msg.get("tag"), pwd)
             if msg.get("pty") is not None:
                 rows, cols = size_of(msg["pty"])
                 command.pty = await Pty.start(
                     sb,
                     [cmd, *args],
                     cwd=cwd,
-                    env={**sb.env, **envs},
+                    env={**sb.env, **command.env()},
                     rows=rows,
                     cols=cols,
                 )
         except Exception as exc:
+            if lease is not None:
+                lease.release()
             status, message = status_of(exc) if not isinstance(exc, ValueError) else (400, str(exc))
             return _stream_response(_one(end_stream(status, message)))
         if command.pty is not None:
@@ -94,7 +98,7 @@ def router(e2b: E2BState) -> APIRouter:
             frames = _run_piped(e2b, sb, command, cwd, timeout_of(request))
         else:
             frames = _run(e2b, sb, command, cwd, timeout_of(request))
-        return _stream_response(_published(command, frames))
+        return _leased(_published(command, frames), lease)
 
     r.add_api_route("/process.Process/Start", start, methods=["POST"])
 
@@ -177,14 +181,18 @@ def router(e2b: E2BState) -> APIRouter:
 
     async def connect(request: Request) -> Response:
         """Follow a running command from another handle: its output from now on, and its end."""
+        lease: StreamLease | None = None
         try:
-            command = await _selected(request)
+            sb, lease = await stream_sandbox(request, e2b)
+            command = _find(e2b, sb, (await read_request(request)).get("process") or {})
         except Exception as exc:
+            if lease is not None:
+                lease.release()
             status, message = (400, str(exc)) if isinstance(exc, ValueError) else status_of(exc)
             return _stream_response(_one(end_stream(status, message)))
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         command.listeners.append(queue)
-        return _stream_response(_follow(command, queue))
+        return _leased(_follow(command, queue), lease)
 
     async def update(request: Request) -> dict[str, Any]:
         """Resize a PTY (the only update envd has)."""
@@ -259,7 +267,8 @@ def router(e2b: E2BState) -> APIRouter:
         r.add_api_route(f"/filesystem.Filesystem/{name}", handler, methods=["POST"])
 
     async def watch_dir(request: Request) -> Response:
-        return _stream_response(await watch.watch_dir_frames(request, e2b))
+        frames, lease = await watch.watch_dir_frames(request, e2b)
+        return _stream_response(frames) if lease is None else _leased(frames, lease)
 
     async def create_watcher(request: Request) -> dict[str, Any]:
         return await watch.create_watcher(request, e2b)
@@ -412,6 +421,11 @@ def _stream_response(frames: AsyncIterator[bytes]) -> StreamingResponse:
     return StreamingResponse(frames, media_type=STREAM_MEDIA)
 
 
+def _leased(frames: AsyncIterator[bytes], lease: StreamLease) -> StreamingResponse:
+    """A stream holding a slot of its owner's stream ceiling until it ends."""
+    return LeasedStreamingResponse(frames, lease, media_type=STREAM_MEDIA)
+
+
 async def _run(
     e2b: E2BState, sb: Sandbox, command: Command, cwd: str, timeout: float | None
 ) -> AsyncIterator[bytes]:
@@ -426,7 +440,7 @@ async def _run(
             return await sb.exec(
                 [command.cmd, *command.args],
                 cwd=cwd,
-                env=command.envs or None,
+                env=command.env() or None,
                 timeout=timeout,
                 on_output=on_output,
             )
@@ -480,7 +494,7 @@ async def _run_piped(
     """A command with stdin (`Sandbox.pipe`): stdout streamed, stderr at the end."""
     procs = e2b.commands.setdefault(sb.id, {})
     try:
-        pipe = await sb.pipe([command.cmd, *command.args], cwd=cwd, env=command.envs or None)
+        pipe = await sb.pipe([command.cmd, *command.args], cwd=cwd, env=command.env() or None)
     except SandboxError as exc:
         yield end_stream(*status_of(exc))
         return

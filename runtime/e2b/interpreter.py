@@ -15,10 +15,11 @@ import os
 from collections.abc import Mapping
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from runtime.e2b.common import E2BError, E2BState, sandbox_for, to_corral, to_e2b
+from runtime.api.quotas import LeasedStreamingResponse
+from runtime.e2b.common import E2BError, E2BState, sandbox_for, stream_sandbox, to_corral, to_e2b
 from runtime.e2b.interp_stream import execute as execute_lines
 from runtime.e2b.routes import E2BRoute
 from sandbox.errors import InvalidArgument, LimitExceeded
@@ -101,15 +102,22 @@ def router(e2b: E2BState) -> APIRouter:
         return (await sandbox_for(request, e2b)).interpreter
 
     async def execute(body: ExecuteBody, request: Request) -> Response:
-        interp = await interpreter(request)
-        _language(body.language)
-        env = _env(body.env_vars)
-        if body.context_id is not None and body.context_id not in {
-            c.id for c in await interp.list()
-        }:  # answered as a 404 here, before the stream (and its 200) starts
-            raise E2BError(404, f"context {body.context_id} not found")
+        # The cell's stream holds a slot of the owner's stream ceiling (429 naming it, before
+        # the cell starts, when none is left; the SDK raises it as a SandboxException).
+        sb, lease = await stream_sandbox(request, e2b)
+        try:
+            interp = sb.interpreter
+            _language(body.language)
+            env = _env(body.env_vars)
+            if body.context_id is not None and body.context_id not in {
+                c.id for c in await interp.list()
+            }:  # answered as a 404 here, before the stream (and its 200) starts
+                raise E2BError(404, f"context {body.context_id} not found")
+        except BaseException:
+            lease.release()
+            raise
         lines = execute_lines(request, interp, body.code, context=body.context_id, env=env)
-        return StreamingResponse(lines, media_type="application/x-ndjson")
+        return LeasedStreamingResponse(lines, lease, media_type="application/x-ndjson")
 
     async def list_contexts(request: Request) -> list[dict[str, str]]:
         return [_describe(c) for c in await (await interpreter(request)).list()]

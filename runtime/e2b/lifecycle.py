@@ -114,6 +114,7 @@ def router(e2b: E2BState) -> APIRouter:
         rec = await create_counted(state.hub, state.quotas, who.tenant, who.policy, spec)
         rec.spec["e2b"] = {"template": body.templateID, "metadata": body.metadata}
         await state.hub.store.record_sandbox(rec)
+        e2b.remember(rec, who.policy)
         return JSONResponse(created(request, rec), status_code=201)
 
     r.add_api_route("/v2/sandboxes", create, methods=["POST"])
@@ -187,8 +188,7 @@ def router(e2b: E2BState) -> APIRouter:
     async def kill(sandbox_id: str, request: Request) -> Response:
         who = principal(request)
         await api_state(request).hub.delete(who.tenant, sandbox_id)
-        e2b.commands.pop(sandbox_id, None)
-        e2b.owners.pop(sandbox_id, None)
+        e2b.forget(sandbox_id)
         await watch.forget(e2b, sandbox_id)
         return Response(status_code=204)
 
@@ -211,7 +211,7 @@ def router(e2b: E2BState) -> APIRouter:
             await hub.backend.resume(rec.id)
             rec.state = "running"
             await hub.store.record_sandbox(rec)
-        e2b.remember(rec)
+        e2b.remember(rec, who.policy)
         await hub.connect(who.tenant, sandbox_id)
         return await hub.get(who.tenant, sandbox_id)
 

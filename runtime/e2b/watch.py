@@ -20,7 +20,16 @@ from typing import Any
 
 from fastapi import Request
 
-from runtime.e2b.common import E2BError, E2BState, Unsupported, sandbox_for, status_of, to_corral
+from runtime.api.quotas import StreamLease
+from runtime.e2b.common import (
+    E2BError,
+    E2BState,
+    Unsupported,
+    sandbox_for,
+    status_of,
+    stream_sandbox,
+    to_corral,
+)
 from runtime.e2b.connect import end_stream, envelope, read_request, timeout_of
 from sandbox.api import Sandbox
 from sandbox.errors import SandboxError
@@ -51,6 +60,8 @@ class Watcher:
     )
     gap: bool = False
     error: BaseException | None = None
+    lease: StreamLease | None = None
+    """A slot of the owner's stream ceiling, held while the watch is in place."""
 
     def add(self, batch: WatchBatch) -> None:
         if batch.dropped or len(self.events) + len(batch.events) > MAX_BUFFERED:
@@ -89,17 +100,24 @@ async def _armed(sb: Sandbox, path: str, recursive: bool) -> AsyncGenerator[Watc
     return batches
 
 
-async def watch_dir_frames(request: Request, e2b: E2BState) -> AsyncIterator[bytes]:
-    """`WatchDir` as envd's event stream (the async SDK). The request is read and the watch
-    armed before the response starts (a streaming response owns the request's receive)."""
+async def watch_dir_frames(
+    request: Request, e2b: E2BState
+) -> tuple[AsyncIterator[bytes], StreamLease | None]:
+    """`WatchDir` as envd's event stream (the async SDK), and the slot of the owner's stream
+    ceiling it holds (None when it failed before starting). The request is read and the
+    watch armed before the response starts (a streaming response owns the request's
+    receive)."""
+    lease: StreamLease | None = None
     try:
-        sb = await sandbox_for(request, e2b)
+        sb, lease = await stream_sandbox(request, e2b)
         path, recursive = _args(await read_request(request))
         batches = await _armed(sb, path, recursive)
     except Exception as exc:
+        if lease is not None:
+            lease.release()
         status, message = (400, str(exc)) if isinstance(exc, ValueError) else status_of(exc)
-        return _one(end_stream(status, message))
-    return _frames(batches, timeout_of(request))
+        return _one(end_stream(status, message)), None
+    return _frames(batches, timeout_of(request)), lease
 
 
 async def _one(frame: bytes) -> AsyncIterator[bytes]:
@@ -148,13 +166,19 @@ async def _frames(
 
 
 async def create_watcher(request: Request, e2b: E2BState) -> dict[str, Any]:
-    sb = await sandbox_for(request, e2b)
-    path, recursive = _args(await read_request(request))
-    mine = e2b.watchers.setdefault(sb.id, {})
-    if len(mine) >= MAX_WATCHERS:
-        raise E2BError(429, f"at most {MAX_WATCHERS} directory watchers per sandbox")
-    batches = await _armed(sb, path, recursive)
-    watcher = Watcher()
+    """A polled watch (the sync SDK's watch_dir): it holds a slot of the owner's stream
+    ceiling, as the async SDK's stream does, until removed or its watch ends."""
+    sb, lease = await stream_sandbox(request, e2b)
+    try:
+        path, recursive = _args(await read_request(request))
+        mine = e2b.watchers.setdefault(sb.id, {})
+        if len(mine) >= MAX_WATCHERS:
+            raise E2BError(429, f"at most {MAX_WATCHERS} directory watchers per sandbox")
+        batches = await _armed(sb, path, recursive)
+    except BaseException:
+        lease.release()
+        raise
+    watcher = Watcher(lease=lease)
 
     async def pump() -> None:
         try:
@@ -163,6 +187,7 @@ async def create_watcher(request: Request, e2b: E2BState) -> dict[str, Any]:
         except Exception as exc:
             watcher.error = exc
         finally:
+            lease.release()
             await batches.aclose()
 
     watcher.task = asyncio.create_task(pump())
@@ -201,6 +226,8 @@ async def stop(watcher: Watcher) -> None:
         watcher.task.cancel()
         with contextlib.suppress(BaseException):
             await watcher.task
+    if watcher.lease is not None:
+        watcher.lease.release()
 
 
 async def forget(e2b: E2BState, sandbox_id: str) -> None:

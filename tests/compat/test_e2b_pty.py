@@ -52,7 +52,7 @@ def test_pty_input_size_env_cwd_and_exit_code(sb: Sandbox) -> None:
     events = iter(h)
     sb.pty.send_stdin(h.pid, b"echo $FOO-$PWD-$(tty); stty size; echo M1\n")
     first = _until(events, b"\nM1")
-    assert b"bar-/workspace-/dev/pts/" in first
+    assert b"bar-/home/user-/dev/pts/" in first
     assert b"24 80" in first
     assert any(p.pid == h.pid for p in sb.commands.list())
     sb.pty.resize(h.pid, PtySize(rows=40, cols=120))

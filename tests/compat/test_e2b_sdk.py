@@ -51,9 +51,9 @@ def test_commands(sb: Sandbox) -> None:
     seen: list[str] = []
     r = sb.commands.run("echo $GREETING; echo err >&2; pwd", on_stdout=seen.append)
     assert r.exit_code == 0
-    assert r.stdout == "hi\n/workspace\n"
+    assert r.stdout == "hi\n/home/user\n"  # E2B's home, as on E2B (docs/e2b.md)
     assert r.stderr == "err\n"
-    assert "".join(seen) == "hi\n/workspace\n"
+    assert "".join(seen) == "hi\n/home/user\n"
     r = sb.commands.run("echo $X", envs={"X": "y"}, cwd="/tmp")
     assert r.stdout == "y\n"
     with pytest.raises(CommandExitException) as exc:
