@@ -61,8 +61,19 @@ class Kept:
         }
 
 
+def kept_labels(handle: SandboxHandle) -> dict[str, str]:
+    """The container's labels with a claimed warm-pool sandbox's claim labels over them (the
+    run that took it), read from the controller's own host folder, never the guest's."""
+    return {**handle.labels, **claimed_labels(handle.host_dir)}
+
+
+def owner_run(handle: SandboxHandle) -> str | None:
+    """The interaction a sandbox is kept for, however it came to it (cold create or pool)."""
+    return kept_labels(handle).get(INTERACTION_LABEL) or None
+
+
 def why_kept(backend: DockerBackend, handle: SandboxHandle) -> Kept:
-    labels = {**handle.labels, **claimed_labels(handle.host_dir)}
+    labels = kept_labels(handle)
     interaction = labels.get(INTERACTION_LABEL)
     reason: Reason
     if interaction:

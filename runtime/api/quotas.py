@@ -1,10 +1,13 @@
 """Per-tenant counts the policy bounds: live sandboxes and open streams.
 
 Live sandboxes are counted from the engine (what actually holds memory and disk), so the count
-survives a restart: the tenant's gateway sandboxes (label `corral.tenant`) plus sandboxes of
-its agent runs (label `corral.interaction`, owned through the store) plus its runs still
-starting (their sandbox is on the way). Creation happens under a per-tenant lock held from the
-count to the start, so concurrent creates cannot both take the last slot.
+survives a restart: every sandbox Corral keeps for the tenant (runtime/kept.py), i.e. its
+gateway sandboxes (label `corral.tenant`, whichever door made them) plus the sandboxes of its
+agent runs and code-execution interactions, running or kept for follow-ups (label
+`corral.interaction`, or the claim marker of a warm-pool sandbox a run took; owned through the
+store), plus its runs still starting (their sandbox is on the way). Creation happens under a
+per-tenant lock held from the count to the start, so concurrent creates cannot both take the
+last slot.
 
 Streams are counted in this process: a lease taken before the response starts and given back
 when the response ends, however it ends (`LeasedStreamingResponse`).
@@ -22,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 from runtime.api.errors import QuotaExceeded
 from runtime.api.policy import TenantPolicy
 from runtime.errors import NotFound
+from runtime.kept import owner_run
 from runtime.store.base import Store
 from sandbox.backends.base import Backend
 
@@ -59,17 +63,31 @@ class Quotas:
 
     async def live_sandboxes(self, tenant: str) -> int:
         handles = await self.backend.list()
-        gateway = sum(1 for h in handles if h.labels.get(TENANT_LABEL) == tenant)
-        runs = {h.labels.get(INTERACTION_LABEL) for h in handles} | set(self.run_ids)
-        runs.discard(None)
+        gateway = 0
+        kept: dict[str, int] = {}  # interaction -> its sandboxes on the engine
+        for handle in handles:
+            run = owner_run(handle)
+            if run is not None:
+                kept[run] = kept.get(run, 0) + 1
+            elif handle.labels.get(TENANT_LABEL) == tenant:
+                gateway += 1
         mine = 0
-        for interaction_id in runs:
-            assert interaction_id is not None
+        for interaction_id, n in kept.items():
             try:
                 await self.store.get_interaction(tenant, interaction_id)
             except NotFound:
                 continue
-            mine += 1
+            mine += n
+        live = {h.id for h in handles}
+        for interaction_id in set(self.run_ids) - kept.keys():
+            try:
+                rec = await self.store.get_interaction(tenant, interaction_id)
+            except NotFound:
+                continue
+            # Starting: its sandbox is on the way. A follow-up running in its predecessor's
+            # sandbox is not counted twice (that sandbox carries the predecessor's id).
+            if rec.sandbox_id not in live:
+                mine += 1
         return gateway + mine
 
     async def check_sandboxes(self, tenant: str, policy: TenantPolicy) -> None:

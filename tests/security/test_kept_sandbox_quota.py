@@ -1,0 +1,94 @@
+"""The live-sandbox quota counts every sandbox Corral keeps for a tenant, including a run's
+sandbox taken from the warm pool (its run is named in the pool's claim marker, not in a
+label) and kept for follow-ups after the run: a tenant at its limit through kept run
+sandboxes cannot create more through any door (/v1beta/sandboxes, E2B, MCP), and deleting a
+kept one frees a slot."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+import httpx
+import pytest
+import yaml
+from e2b import RateLimitException, Sandbox
+
+from runtime.api.auth import ApiKeys
+from runtime.api.config import ApiConfig
+from runtime.api.policy import TenantPolicy
+from tests.mcp.test_server_http import mcp_session, text
+from tests.runtime.api.conftest import ServerThread, start_server
+from tests.runtime.ops.test_kept_sandboxes import _metric, _poll
+
+__all__ = ["start_server"]
+
+pytestmark = pytest.mark.docker
+A = {"x-goog-api-key": "key-a"}
+B = {"x-goog-api-key": "key-b"}
+POOLED = 'corral_sandboxes{kept_for="pool"}'
+
+
+@pytest.fixture
+def srv(start_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPatch) -> ServerThread:
+    monkeypatch.setenv("CORRAL_WARM_POOL", "1")
+    keys = ApiKeys.from_mapping(
+        {"key-a": "tenant-a", "key-b": "tenant-b"},
+        policies={"key-a": TenantPolicy(max_sandboxes=2)},
+    )
+    s = start_server(ApiConfig(keys=keys, allow_scripted=True))
+    monkeypatch.setenv("E2B_API_URL", s.url)
+    monkeypatch.setenv("E2B_SANDBOX_URL", s.url)
+    return s
+
+
+def run_from_the_pool(http: httpx.Client, srv: ServerThread, model: str) -> str:
+    """One completed run of the default agent, whose sandbox comes from the warm pool."""
+    _poll(lambda: _metric(http, srv.url, POOLED) >= 1)
+    body = {"agent": "default", "input": "x", "agent_config": {"model": model}}
+    run = http.post(f"{srv.url}/v1beta/interactions", json=body, headers=A).json()
+    assert run.get("status") == "completed", run
+    return str(run["id"])
+
+
+async def test_kept_run_sandboxes_from_the_pool_count_at_every_door(
+    srv: ServerThread, tmp_path: Path
+) -> None:
+    script = tmp_path / "turns.yaml"
+    script.write_text(yaml.safe_dump({"turns": [{"text": "ok"}]}))
+    base = f"{srv.url}/v1beta/sandboxes"
+    engine = docker.from_env()
+    with httpx.Client(timeout=120) as http:
+        runs = {run_from_the_pool(http, srv, f"scripted:{script}") for _ in range(2)}
+        kept = http.get(base, headers=A).json()["sandboxes"]
+        assert {s["kept_for"]["interaction"] for s in kept} == runs
+        pooled = []  # taken from the pool: no label names the run (the gap this closes)
+        for s in kept:
+            (container,) = engine.containers.list(filters={"label": f"corral.sandbox={s['id']}"})
+            if not {"corral.interaction", "corral.tenant"} & set(container.labels):
+                pooled.append(s["id"])
+        assert pooled, "no run took its sandbox from the warm pool"
+
+        over = http.post(base, json={"memory": "128m", "ttl": 300}, headers=A)
+        assert over.status_code == 429, over.text
+        assert "live sandboxes: this tenant holds 2" in over.json()["error"]["message"]
+        with pytest.raises(RateLimitException, match="live sandboxes"):
+            Sandbox.create(api_key="key-a", timeout=60)
+        async with mcp_session(srv.url, "key-a") as s:
+            full = await s.call_tool("sandbox_create", {})
+            assert full.is_error and text(full).startswith("resource_exhausted: live sandboxes")
+
+        # Another tenant is unaffected.
+        theirs = http.post(base, json={"memory": "128m", "ttl": 300}, headers=B)
+        assert theirs.status_code == 200, theirs.text
+        http.delete(f"{base}/{theirs.json()['id']}", headers=B)
+
+        # Deleting a kept run sandbox frees a slot.
+        assert http.delete(f"{base}/{kept[0]['id']}", headers=A).status_code == 200
+        again = http.post(base, json={"memory": "128m", "ttl": 300}, headers=A)
+        assert again.status_code == 200, again.text
+        assert http.post(base, json={"memory": "128m", "ttl": 300}, headers=A).status_code == 429
+        for sid in (again.json()["id"], kept[1]["id"]):
+            http.delete(f"{base}/{sid}", headers=A)
+    engine.close()
