@@ -95,7 +95,9 @@ def create_app(
             )
             await stack.enter_async_context(mcp.running())
             worker.start()
-            reaper = asyncio.create_task(_reap(hub, cfg.reap_interval), name="sandbox-reaper")
+            reaper = asyncio.create_task(
+                tend_forever(hub, cfg.reap_interval), name="sandbox-reaper"
+            )
             try:
                 yield
             finally:
@@ -135,9 +137,10 @@ def create_app(
     return app
 
 
-async def _reap(hub: SandboxHub, interval: float) -> None:
+async def tend_forever(hub: SandboxHub, interval: float) -> None:
     """Remove sandboxes idle past their TTL (run sandboxes kept for follow-ups included) and
-    keep the egress proxy up while sandboxes need it (SandboxHub.tend)."""
+    keep the egress proxy up while sandboxes need it (SandboxHub.tend); `corral serve`'s and
+    `corral mcp`'s reaper."""
     while True:
         await asyncio.sleep(interval)
         try:

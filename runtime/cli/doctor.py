@@ -2,10 +2,13 @@
 
 `run_checks` does the work and returns rows (tests call it directly, e.g. with an image that
 does not exist); `doctor` is the thin CLI around it. Exit 0 when every required row passes.
+The egress proxy's row (the proxy of `network: allowlist` sandboxes, one per home) fails only
+when sandboxes need it and it is down; not running while nothing needs it is fine.
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -18,8 +21,11 @@ import typer
 from rich.table import Table
 
 from runtime.cli.common import EXIT_FAILED, console
+from runtime.cli.egress import describe
 from runtime.settings import Settings
+from sandbox.backends.docker import DockerBackend
 from sandbox.backends.docker_errors import map_docker_error
+from sandbox.egress import EgressOptions, ProxyStatus
 from sandbox.errors import SandboxError
 from sandbox.images import ImageDef, catalog, image_status
 
@@ -55,8 +61,10 @@ def run_checks(
     home: Path,
     images: Sequence[str] | None = None,
     connect: Callable[[], docker.DockerClient] = _connect,
+    egress: EgressOptions | None = None,
 ) -> list[Check]:
-    """Every row of the doctor table. `images` replaces the default images with references."""
+    """Every row of the doctor table. `images` replaces the default images with references;
+    `egress`: the home's egress settings (`Settings.egress_options`)."""
     rows: list[Check] = []
     client: docker.DockerClient | None = None
     try:
@@ -75,10 +83,12 @@ def run_checks(
     if client is None:
         rows.append(Check("images", "fail", "not checked: Docker is not reachable"))
         rows.append(Check("runtimes", "fail", "not checked: Docker is not reachable"))
+        rows.append(Check("egress proxy", "skip", "not checked: Docker is not reachable"))
     else:
         try:
             rows += _image_rows(client, images)
             rows += _runtime_rows(client.info())
+            rows.append(_egress_row(home, egress))
         except SandboxError as exc:
             rows.append(Check("docker", "fail", str(exc)))
         except Exception as exc:
@@ -135,6 +145,28 @@ def _runtime_rows(info: dict[str, Any]) -> list[Check]:
     return rows
 
 
+def _egress_row(home: Path, options: EgressOptions | None) -> Check:
+    async def status() -> ProxyStatus:
+        backend = DockerBackend(home, egress=options)
+        try:
+            return await backend.egress.status()
+        finally:
+            await backend.aclose()  # its own client and threads (status starts nothing)
+
+    name = "egress proxy"
+    try:
+        st = asyncio.run(status())
+    except SandboxError as exc:
+        return Check(name, "warn", f"not checked: {exc}")
+    if st.health == "down":
+        return Check(name, "fail", describe(st), "run `corral sandbox egress start`")
+    if st.health == "off":
+        return Check(
+            name, "ok", "not running; no sandbox needs it (an allowlist sandbox starts it)"
+        )
+    return Check(name, "ok", describe(st))
+
+
 def _home_rows(home: Path) -> list[Check]:
     name = "data directory"
     try:
@@ -175,7 +207,8 @@ def doctor(
     ] = None,
 ) -> None:
     """Check Docker, the images, runtimes and the data directory."""
-    rows = run_checks(home=Settings.from_env().home, images=image)
+    settings = Settings.from_env()
+    rows = run_checks(home=settings.home, images=image, egress=settings.egress_options())
     table = Table("check", "status", "detail")
     for row in rows:
         table.add_row(row.name, _STYLE[row.level], row.detail)

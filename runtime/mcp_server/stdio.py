@@ -4,8 +4,10 @@ The process opens its own controller on `$CORRAL_HOME` (the same store and engin
 other commands, so `corral sandbox ls` sees what an MCP client created), and every call is
 the single-user tenant `local` with the default policy (`CORRAL_TENANT_*`), as on a
 `corral serve` without keys. Sandboxes outlive the process until deleted or idle past their
-TTL; an idle reaper runs while the server does. stdout carries the protocol only: logs go to
-stderr.
+TTL; while the server runs, `corral serve`'s reaper runs here too (`tend_forever`, every
+`CORRAL_REAP_INTERVAL` seconds, default 60): it removes idle sandboxes and keeps the egress
+proxy of allowlist sandboxes up while they need it (restarted if it died, removed once
+unused). stdout carries the protocol only: logs go to stderr.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-import structlog
 from mcp.server.stdio import stdio_server
 
+from runtime.api.app import tend_forever
 from runtime.api.auth import LOCAL_TENANT, ApiKeys, Principal
 from runtime.api.config import ApiConfig
 from runtime.api.hub import SandboxHub
@@ -28,13 +30,13 @@ from runtime.api.policy import policy_from_env
 from runtime.api.quotas import Quotas
 from runtime.api.service import InteractionService
 from runtime.controller import open_controller
+from runtime.errors import ConfigError
 from runtime.mcp_server.server import build_server
 from runtime.mcp_server.tools import Services
 from runtime.settings import Settings
-from sandbox.errors import SandboxError
 
-log = structlog.get_logger("corral.mcp")
 REAP_INTERVAL = 60.0
+REAP_ENV = "CORRAL_REAP_INTERVAL"
 
 
 def local_principal() -> Principal:
@@ -55,17 +57,22 @@ async def local_services(settings: Settings) -> AsyncIterator[Services]:
         yield Services(ctl, config, hub, quotas, service)
 
 
-async def _reap(hub: SandboxHub) -> None:
-    while True:
-        await asyncio.sleep(REAP_INTERVAL)
-        try:
-            await hub.backend.reap_idle()
-            await hub.forget_missing()
-        except SandboxError as exc:
-            log.warning("reaper.failed", error=str(exc))
+def reap_interval() -> float:
+    """`CORRAL_REAP_INTERVAL` in seconds (default 60); ConfigError naming it when invalid."""
+    raw = os.environ.get(REAP_ENV, "").strip()
+    if not raw:
+        return REAP_INTERVAL
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0.1 <= value <= 86_400:  # also refuses nan
+        raise ConfigError(f"{REAP_ENV} must be seconds between 0.1 and 86400, not {raw!r}")
+    return value
 
 
 async def serve_stdio(settings: Settings) -> None:
+    interval = reap_interval()
     async with local_services(settings) as services:
         who = local_principal()
 
@@ -73,7 +80,7 @@ async def serve_stdio(settings: Settings) -> None:
             return services, who
 
         server = build_server(resolve)
-        reaper = asyncio.create_task(_reap(services.hub), name="sandbox-reaper")
+        reaper = asyncio.create_task(tend_forever(services.hub, interval), name="sandbox-reaper")
         try:
             async with stdio_server() as (read, write):
                 await server.run(read, write, server.create_initialization_options())
