@@ -8,8 +8,10 @@ executes, and holds the `Forwarder` that sends sandbox calls on to their owner
 (`runtime.api.forwarding`). On SQLite it yields None and nothing changes.
 
 Cancel from any node: a node asked to cancel a run it does not execute records the request
-durably (a `cancel.requested` event, a Corral event that stock SDK streams skip), NOTIFYs it,
-and waits up to `CANCEL_WAIT` seconds for the run to end. The owner stops the run the way a
+durably (a `cancel.requested` event, a Corral event that stock SDK streams skip). If nobody
+holds the run's lease (a queued run, or one whose node stopped renewing) it claims the run and
+ends it `cancelled` itself; otherwise it NOTIFYs the request and waits up to `CANCEL_WAIT`
+seconds for the run to end. The owner stops the run the way a
 local cancel does, on the notification or, if that was lost, at its next poll. A run whose
 owner died keeps the request: whichever node takes it over finds it at its first poll.
 """
@@ -21,10 +23,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from fastapi import Request
 
+from runtime import lifecycle
 from runtime.api.service import FINAL_STATUSES, InteractionService
 from runtime.controller import Controller
 from runtime.errors import CorralError
@@ -62,6 +66,14 @@ class Fleet:
         """Ask the node running `rec` to cancel it; the record once it ended (or, if the
         owner does not answer within `CANCEL_WAIT`, as it is: the request stays recorded)."""
         ev = await self.ctl.bus.emit(rec.id, CANCEL_REQUESTED, {"node": self.node})
+        claimed = await self.ctl.store.claim_interaction(rec.id)
+        if claimed is not None:
+            # Nobody runs it (queued, or its node stopped renewing): it ends here, unstarted.
+            errors: list[dict[str, Any]] = [{"code": "cancelled", "message": "cancelled"}]
+            store, bus = self.ctl.store, self.ctl.bus
+            final = await lifecycle.finish(store, bus, claimed, "cancelled", errors, None)
+            await self.service.on_finished(final)
+            return final
         self.fanout.cancel(rec.id)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CANCEL_WAIT):

@@ -3,6 +3,7 @@ Another tenant's key cannot cancel it from any node."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -106,3 +107,29 @@ def test_a_model_interaction_is_cancelled_from_another_node(
         assert cancelled["status"] == "cancelled"
         assert a.runs_active() == 0
         assert ca.get(f"/v1beta/interactions/{created['id']}").json()["status"] == "cancelled"
+
+
+def test_a_queued_run_is_cancelled_at_once_and_never_starts(
+    start_node: Callable[..., ServeNode], scripted_agent: Callable[..., dict[str, Any]]
+) -> None:
+    one = {"CORRAL_NODE_CAPACITY": "1"}
+    a, b = start_node("a", one), start_node("b", one)
+    with a.client() as ca, b.client() as cb:
+        spec = scripted_agent("sleeper", "echo started; sleep 300")
+        assert ca.post("/v1beta/agents", json=spec).status_code == 200
+        body = {"agent": "sleeper", "input": "wait", "background": True}
+        busy = [ca.post("/v1beta/interactions", json=body).json()["id"] for _ in range(2)]
+        deadline = time.monotonic() + 120
+        while a.runs_active() + b.runs_active() < 2:  # one run on each node: both full
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        queued = ca.post("/v1beta/interactions", json=body).json()["id"]
+        cancelled = cb.post(f"/v1beta/interactions/{queued}/cancel").json()
+        assert cancelled["status"] == "cancelled"
+        events = cb.get(
+            f"/v1beta/interactions/{queued}", params={"stream": "true", "corral_events": "1"}
+        ).text
+        assert "cancel.requested" in events and "started" not in events
+        for rid in busy:
+            assert cb.post(f"/v1beta/interactions/{rid}/cancel").json()["status"] == "cancelled"
+        assert a.runs_active() + b.runs_active() == 0
