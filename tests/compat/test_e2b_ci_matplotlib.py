@@ -18,7 +18,8 @@ import pytest
 from e2b_code_interpreter import AsyncSandbox, Sandbox
 
 from runtime.e2b.interpreter import MATPLOTLIB_IMAGE
-from tests.runtime.api.conftest import ServerThread, start_server
+from tests.compat.e2b_support import serve_e2b, start_server
+from tests.runtime.api.conftest import ServerThread
 
 __all__ = ["start_server"]
 
@@ -53,11 +54,7 @@ bars = plt.bar(['a', 'b'], [3, 1])
 @pytest.fixture
 def srv(start_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPatch) -> ServerThread:
     monkeypatch.delenv("CORRAL_E2B_TEMPLATES", raising=False)
-    s = start_server()
-    monkeypatch.setenv("E2B_API_URL", s.url)
-    monkeypatch.setenv("E2B_SANDBOX_URL", s.url)
-    monkeypatch.setenv("E2B_API_KEY", "k")
-    return s
+    return serve_e2b(start_server, monkeypatch, key="k")
 
 
 def _is_png(b64: str | None) -> bool:

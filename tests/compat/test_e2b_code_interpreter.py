@@ -18,26 +18,22 @@ from e2b_code_interpreter import AsyncSandbox, Sandbox
 from runtime.api.auth import ApiKeys
 from runtime.api.config import ApiConfig
 from sandbox.guest.interp import MAX_CONTEXTS, OUTPUT_MAX
-from tests.runtime.api.conftest import ServerThread, start_server
+from tests.compat.e2b_support import serve_e2b, start_server
+from tests.runtime.api.conftest import ServerThread
+from tests.sandbox.interp_cells import CHART, PNG
 
 __all__ = ["start_server"]
 
 pytestmark = pytest.mark.docker
 
-PNG = b"\x89PNG\r\n\x1a\n-not-really-a-png"
-RICH = f"""
-class Chart:
-    def _repr_png_(self): return {PNG!r}
-    def _repr_html_(self): return '<b>hi</b>'
-    def _repr_markdown_(self): return '**hi**'
-    def _repr_svg_(self): return '<svg/>'
-    def _repr_json_(self): return {{'a': 1}}
-    def _repr_latex_(self): return '$x$'
-    def __repr__(self): return 'Chart()'
+RICH = (
+    CHART
+    + """
 display('shown first')
 print('between')
 Chart()
 """
+)
 # Prints, then waits for a file the test creates only once the first line has reached it.
 WAITS = (
     "import os, time\nprint('first')\n"
@@ -47,11 +43,8 @@ WAITS = (
 
 @pytest.fixture
 def srv(start_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPatch) -> ServerThread:
-    s = start_server(ApiConfig(keys=ApiKeys.from_mapping({"key-a": "a", "key-b": "b"})))
-    monkeypatch.setenv("E2B_API_URL", s.url)
-    monkeypatch.setenv("E2B_SANDBOX_URL", s.url)
-    monkeypatch.setenv("E2B_API_KEY", "key-a")
-    return s
+    keys = ApiKeys.from_mapping({"key-a": "a", "key-b": "b"})
+    return serve_e2b(start_server, monkeypatch, ApiConfig(keys=keys))
 
 
 def check_rich(ex: Any, seen: list[Any]) -> None:

@@ -17,14 +17,13 @@ from sandbox.errors import FileNotFound, InvalidArgument, LimitExceeded
 from sandbox.guest.interp import MAX_CONTEXTS, OUTPUT_MAX
 from sandbox.interp import Interpreter
 from sandbox.rpc import RpcClient
+from tests.sandbox.interp_cells import CHART, CHART_BUNDLE, PNG
 from tests.sandbox.test_rpc_support import (  # noqa: F401 - fixtures
     GuestProcess,
     client,
     guest,
     guest_root,
 )
-
-PNG = b"\x89PNG\r\n\x1a\n-not-really-a-png"
 
 
 async def test_output_streams_while_the_cell_runs(client: RpcClient, guest: GuestProcess) -> None:
@@ -52,15 +51,8 @@ async def test_output_streams_while_the_cell_runs(client: RpcClient, guest: Gues
 async def test_rich_results_follow_ipython_repr_methods(client: RpcClient) -> None:
     seen: list[tuple[str, Any]] = []
     cell = await Interpreter(client).run(
-        f"""
-class Chart:
-    def _repr_png_(self): return {PNG!r}
-    def _repr_html_(self): return '<b>hi</b>'
-    def _repr_markdown_(self): return '**hi**'
-    def _repr_svg_(self): return '<svg/>'
-    def _repr_json_(self): return {{'a': 1}}
-    def _repr_latex_(self): return '$x$'
-    def __repr__(self): return 'Chart()'
+        CHART
+        + """
 class Broken:
     def _repr_html_(self): raise RuntimeError('no')
     def __repr__(self): return 'Broken()'
@@ -71,15 +63,7 @@ Chart()
         on_output=lambda kind, data: seen.append((kind, data)),
     )
     assert cell.error is None
-    assert cell.result == {
-        "image/png": base64.b64encode(PNG).decode(),
-        "text/html": "<b>hi</b>",
-        "text/markdown": "**hi**",
-        "image/svg+xml": "<svg/>",
-        "application/json": {"a": 1},
-        "text/latex": "$x$",
-        "text/plain": "Chart()",
-    }
+    assert cell.result == CHART_BUNDLE
     # display() results come while the cell runs, in order with its output
     assert seen == [
         ("display", {"text/plain": "Broken()"}),
