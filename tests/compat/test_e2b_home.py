@@ -15,7 +15,8 @@ from e2b import PtySize, Sandbox
 
 from runtime.api.auth import ApiKeys
 from runtime.api.config import ApiConfig
-from tests.runtime.api.conftest import ServerThread, start_server
+from tests.compat.e2b_support import serve_e2b, start_server
+from tests.runtime.api.conftest import ServerThread
 
 __all__ = ["start_server"]
 
@@ -46,11 +47,9 @@ def srv(
     elsewhere_image: str,
 ) -> ServerThread:
     monkeypatch.setenv("CORRAL_E2B_TEMPLATES", f"elsewhere={elsewhere_image}")
-    s = start_server(ApiConfig(keys=ApiKeys.from_mapping({"key-a": "a"})))
-    monkeypatch.setenv("E2B_API_URL", s.url)
-    monkeypatch.setenv("E2B_SANDBOX_URL", s.url)
-    monkeypatch.setenv("E2B_API_KEY", "key-a")
-    return s
+    return serve_e2b(
+        start_server, monkeypatch, ApiConfig(keys=ApiKeys.from_mapping({"key-a": "a"}))
+    )
 
 
 @pytest.fixture

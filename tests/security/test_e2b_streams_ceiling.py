@@ -19,7 +19,8 @@ from runtime.api.auth import ApiKeys
 from runtime.api.config import ApiConfig
 from runtime.api.policy import TenantPolicy
 from runtime.e2b.common import owner_policy
-from tests.runtime.api.conftest import ServerThread, start_server
+from tests.compat.e2b_support import serve_e2b, start_server
+from tests.runtime.api.conftest import ServerThread
 
 __all__ = ["start_server"]
 
@@ -48,10 +49,7 @@ def test_the_stream_ceiling_of_a_sandbox_without_a_known_key_is_the_tenants_stri
 @pytest.fixture
 def srv(start_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPatch) -> ServerThread:
     keys = ApiKeys.from_mapping(KEYS, policies={"key-a": TenantPolicy(max_streams=2)})
-    s = start_server(ApiConfig(keys=keys))
-    monkeypatch.setenv("E2B_API_URL", s.url)
-    monkeypatch.setenv("E2B_SANDBOX_URL", s.url)
-    return s
+    return serve_e2b(start_server, monkeypatch, ApiConfig(keys=keys))
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ from e2b import RateLimitException, Sandbox
 from runtime.api.auth import ApiKeys
 from runtime.api.config import ApiConfig
 from runtime.api.policy import TenantPolicy
+from tests.compat.e2b_support import serve_e2b, start_server
 from tests.mcp.test_server_http import mcp_session, text
-from tests.runtime.api.conftest import ServerThread, start_server
+from tests.runtime.api.conftest import ServerThread
 from tests.runtime.ops.test_kept_sandboxes import _metric, _poll
 
 __all__ = ["start_server"]
@@ -37,10 +38,7 @@ def srv(start_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPat
         {"key-a": "tenant-a", "key-b": "tenant-b"},
         policies={"key-a": TenantPolicy(max_sandboxes=2)},
     )
-    s = start_server(ApiConfig(keys=keys, allow_scripted=True))
-    monkeypatch.setenv("E2B_API_URL", s.url)
-    monkeypatch.setenv("E2B_SANDBOX_URL", s.url)
-    return s
+    return serve_e2b(start_server, monkeypatch, ApiConfig(keys=keys, allow_scripted=True))
 
 
 def run_from_the_pool(http: httpx.Client, srv: ServerThread, model: str) -> str:
