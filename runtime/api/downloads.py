@@ -8,6 +8,10 @@ from fastapi.responses import StreamingResponse
 
 from sandbox.api import Sandbox
 
+UNTRUSTED_CONTENT = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
+"""Headers for bytes an agent wrote: never sniffed into something runnable, and opened
+directly they run no script in Corral's origin (the console's, whose key is in its storage)."""
+
 
 async def file_response(sb: Sandbox, path: str) -> StreamingResponse:
     """Stream `path` (a workspace path) without loading it whole. The first chunk is read
@@ -21,4 +25,6 @@ async def file_response(sb: Sandbox, path: str) -> StreamingResponse:
         async for chunk in it:
             yield chunk
 
-    return StreamingResponse(body(), media_type="application/octet-stream")
+    return StreamingResponse(
+        body(), media_type="application/octet-stream", headers=UNTRUSTED_CONTENT
+    )

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from runtime.api.deps import StateDep, TenantDep
+from runtime.api.downloads import UNTRUSTED_CONTENT
 from runtime.api.errors import BadRequest, RangeNotSatisfiable
 from runtime.artifacts import safe_relpath
 from runtime.errors import NotFound
@@ -56,7 +57,7 @@ async def download_artifact(
         "Accept-Ranges": "bytes",
         "ETag": f'"{rec.sha256}"',
         "Content-Disposition": content_disposition(PurePosixPath(rec.path).name),
-        "X-Content-Type-Options": "nosniff",
+        **UNTRUSTED_CONTENT,
     }
     span = parse_range(request.headers.get("range"), size)
     status = 200

@@ -72,6 +72,9 @@ def test_agent_run_with_exec_artifacts_and_delete(
     assert full.status_code == 200 and full.content == b"0123456789"
     assert full.headers["content-type"].startswith("text/plain")
     assert "filename*=UTF-8''report.txt" in full.headers["content-disposition"]
+    # agent-written bytes opened directly run no script in the server's (the console's) origin
+    assert full.headers["content-security-policy"] == "sandbox"
+    assert full.headers["x-content-type-options"] == "nosniff"
     part = httpx.get(f"{base}/report.txt", headers={"Range": "bytes=2-5"})
     assert part.status_code == 206 and part.content == b"2345"
     assert part.headers["content-range"] == "bytes 2-5/10"

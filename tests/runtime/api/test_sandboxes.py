@@ -66,6 +66,7 @@ def test_sandbox_lifecycle(start_server: Callable[..., ServerThread]) -> None:
             assert up.status_code == 200 and up.json()["size"] == len(payload)
             down = http.get(f"{base}/{sid}/files/data/blob.bin", headers=A)
             assert down.status_code == 200 and down.content == payload
+            assert down.headers["content-security-policy"] == "sandbox"  # agent-written bytes
             listing = http.get(f"{base}/{sid}/files", params={"path": "data"}, headers=A).json()
             assert [f["size"] for f in listing["files"] if f["path"].endswith("blob.bin")] == [
                 len(payload)
