@@ -5,6 +5,7 @@ with its other streams. With the real `e2b` and `e2b-code-interpreter` SDKs."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from e2b import CommandExitException, PtySize, RateLimitException, SandboxException
+from e2b import AsyncSandbox, CommandExitException, PtySize, RateLimitException, SandboxException
 from e2b_code_interpreter import Sandbox
 
 from runtime.api.auth import ApiKeys
@@ -156,3 +157,27 @@ def test_a_polled_watch_holds_a_slot_until_removed(srv: ServerThread, boxes: lis
     assert_refused(lambda: a.files.watch_dir("/home/user"))
     w2.stop()
     a.commands.kill(h.pid)
+
+
+@pytest.mark.docker
+async def test_async_watch_streams_hold_slots(srv: ServerThread) -> None:
+    """The async SDK's watch_dir is a stream (WatchDir): it holds a slot until stopped."""
+    a = await AsyncSandbox.create(timeout=120, api_key="key-a")
+    try:
+        w1 = await a.files.watch_dir("/home/user", on_event=lambda e: None)
+        w2 = await a.files.watch_dir("/home/user", on_event=lambda e: None)
+        with pytest.raises(RateLimitException, match="ceiling is 2"):
+            await a.commands.run("sleep 60", background=True)
+        await w1.stop()
+        for _ in range(TRIES):
+            try:
+                h = await a.commands.run("sleep 60", background=True)
+                break
+            except RateLimitException:
+                await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the stopped watch's slot never came back")
+        await a.commands.kill(h.pid)
+        await w2.stop()
+    finally:
+        await a.kill()
