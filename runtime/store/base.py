@@ -172,7 +172,8 @@ class Store(Protocol):
         ...
 
     async def release_interaction(self, interaction_id: str) -> bool:
-        """Give up this node's lease on a run: any node may claim it at once."""
+        """Give up this node's lease on a run: any node may claim it at once, and this node's
+        later writes for it are no longer fenced by the lease it gave up."""
         ...
 
     # Events -----------------------------------------------------------------------------------

@@ -437,14 +437,19 @@ class SqlStore:
         return got
 
     async def release_interaction(self, interaction_id: str) -> bool:
-        """Give up this node's lease on a run (drain): any node may claim it at once.
+        """Give up this node's lease on a run (drain, queueing): any node may claim it at once.
 
-        The fence stays: a write this node still makes for the run is refused once another
-        node has claimed it."""
+        The fence goes with the lease: the run no longer executes here (the caller stopped it
+        first), and what this node writes for it afterwards is what any node may write for a
+        run it does not hold (a cancel request), which a stale fence would refuse once
+        another node claimed the run."""
         epoch = self._fences.get(interaction_id)
         if self.node is None or epoch is None:
             return False
-        return await self._write(leases.release, interaction_id, self.node, epoch)
+        released = await self._write(leases.release, interaction_id, self.node, epoch)
+        # Released, or already another node's: either way this node holds it no more.
+        self._fences.pop(interaction_id, None)
+        return released
 
     def holds(self, interaction_id: str) -> int | None:
         """The lease epoch this store writes `interaction_id` under (None: unfenced)."""

@@ -146,11 +146,30 @@ async def test_released_lease_is_free_at_once(
     b = await open_node("b")
     rec = await new_run(a)
     assert await a.release_interaction(rec.id)
+    assert a.holds(rec.id) is None  # the fence went with the lease
     got = await b.claim_interaction(rec.id)
     assert got is not None and (got.owner_node, got.lease_epoch) == ("b", 2)
+    assert not await a.release_interaction(rec.id)  # B's lease is not A's to give up
+
+
+async def test_a_node_that_released_a_run_can_still_ask_for_its_cancel(
+    open_node: Callable[..., asyncio.Future[SqlStore]],
+) -> None:
+    """A run queued (or drained) by A and claimed by B: A's cancel request is a write any node
+    may make for a run it does not hold, so a stale fence must not refuse it; B's own fenced
+    writes go on, and a node that lost (not released) a lease is still refused."""
+    a = await open_node("a")
+    b = await open_node("b")
+    rec = await new_run(a)
+    assert await a.release_interaction(rec.id)
+    assert await b.claim_interaction(rec.id) is not None
+    asked = await a.append_event(rec.id, "cancel.requested", {"node": "a"})
+    assert asked.event_id == 1
+    assert (await b.append_event(rec.id, "step.start", {"index": 0})).event_id == 2
+    await expire(b, rec.id)
+    assert await a.claim_interaction(rec.id) is not None  # B stalled: A takes it, epoch 3
     with pytest.raises(LeaseLost):
-        await a.append_event(rec.id, "x", {})  # released: A holds no fence, the epoch moved
-    assert not await a.release_interaction(rec.id)
+        await b.append_event(rec.id, "step.start", {"index": 1})
 
 
 async def test_finished_runs_are_never_claimed(
