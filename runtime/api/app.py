@@ -90,9 +90,7 @@ def create_app(
             app.state.fleet = fleet
             await recover(ctl, restart=service.restart, finished=service.on_finished)
             # Runs of dead nodes continue here; on shutdown this node's runs are handed off.
-            await stack.enter_async_context(
-                taking_over(ctl, service.restart, service.on_finished)
-            )
+            await stack.enter_async_context(taking_over(ctl, service.restart, service.on_finished))
             await stack.enter_async_context(mcp.running())
             worker.start()
             reaper = asyncio.create_task(
