@@ -55,6 +55,12 @@ def serve(
     if level not in LOG_LEVELS:
         fail(f"log level must be one of {', '.join(LOG_LEVELS)}, not {level!r}", EXIT_USAGE)
     configure_logging(settings.log_format, level)
+    sockets: list[socket.socket] | None = None
+    if port == 0:
+        # The node registers its URL before uvicorn would bind: bind first, so the URL (and
+        # the announced address) carries the port the system chose, never 0.
+        sockets = [bind_socket(host)]
+        port = sockets[0].getsockname()[1]
     try:
         config = ApiConfig.from_env(settings)
         # This server as a fleet node (CORRAL_NODE_ID, CORRAL_NODE_URL, CORRAL_LEASE_TTL, ...).
@@ -103,7 +109,21 @@ def serve(
             print(f"corral: tenancy: {tenancy}", file=sys.stderr)
             print(f"corral: data directory: {settings.home}", file=sys.stderr, flush=True)
 
-    AnnouncingServer(server_config).run()
+    AnnouncingServer(server_config).run(sockets=sockets)
+
+
+def bind_socket(host: str) -> socket.socket:
+    """A TCP socket bound to `host` on a port the system picks (as uvicorn binds its own)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, 0))
+    except OSError as exc:
+        sock.close()
+        fail(f"cannot listen on {host}: {exc}", EXIT_USAGE)
+    sock.set_inheritable(True)
+    return sock
 
 
 def url_of(address: Any) -> str:
