@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from runtime.cli.main import app
+from tests.runtime.test_cli_frictions import write_agent
 
 pytestmark = pytest.mark.docker
 
@@ -94,28 +94,17 @@ def agent(tmp_path: Path, turns: list[dict[str, Any]], **server: Any) -> Path:
     folder = tmp_path / "mcpsrv"
     folder.mkdir()
     (folder / "server.py").write_text(SERVER)
-    script = tmp_path / "turns.yaml"
-    script.write_text(yaml.safe_dump({"turns": [*turns, {"text": "done"}]}))
-    spec = {
-        "name": "t",
-        "model": f"scripted:{script}",
-        "tools": [
-            "exec",
-            {
-                "type": "mcp_server",
-                "name": "box",
-                "command": "python3",
-                "args": ["/workspace/skills/mcpsrv/server.py"],
-                "env": {"TOKEN": "t0k"},
-                **server,
-            },
-        ],
-        "skills": [str(folder)],
-        "resources": {"memory": "256m"},
+    box = {
+        "type": "mcp_server",
+        "name": "box",
+        "command": "python3",
+        "args": ["/workspace/skills/mcpsrv/server.py"],
+        "env": {"TOKEN": "t0k"},
+        **server,
     }
-    path = tmp_path / "agent.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
+    return write_agent(
+        tmp_path, [*turns, {"text": "done"}], tools=["exec", box], skills=[str(folder)]
+    )
 
 
 def run(*args: str) -> Any:
@@ -176,18 +165,8 @@ def test_stdio_server_that_cannot_start_fails_the_run(tmp_path: Path, corral_hom
 
 
 def test_remote_server_refused_when_network_is_none(tmp_path: Path, corral_home: Path) -> None:
-    script = tmp_path / "turns.yaml"
-    script.write_text(yaml.safe_dump({"turns": [{"text": "done"}]}))
-    spec = tmp_path / "agent.yaml"
-    spec.write_text(
-        yaml.safe_dump(
-            {
-                "name": "t",
-                "model": f"scripted:{script}",
-                "tools": [{"type": "mcp_server", "name": "far", "url": "https://mcp.example/mcp"}],
-            }
-        )
-    )
+    far = {"type": "mcp_server", "name": "far", "url": "https://mcp.example/mcp"}
+    spec = write_agent(tmp_path, [{"text": "done"}], tools=[far])
     res = run("--agent", str(spec), "--json", "x")
     assert res.exit_code != 0
     assert "mcp_server_refused" in res.output and "network is 'none'" in res.output

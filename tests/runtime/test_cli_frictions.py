@@ -20,16 +20,27 @@ HANG_GUARD = 600.0
 """Seconds before a stuck command is killed: a guard against hangs, not a measure."""
 
 
-def corral(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CORRAL_HOME": str(home)}
+def corral(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real `corral` command with `CORRAL_HOME=home` and `env` added to ours."""
     return subprocess.run(
         [sys.executable, "-m", "runtime.cli", *args],
         capture_output=True,
         text=True,
-        env=env,
+        env={**os.environ, "CORRAL_HOME": str(home), **env},
         timeout=HANG_GUARD,
         check=False,
     )
+
+
+def allowlist_sandbox(home: Path, domain: str, **env: str) -> str:
+    """`corral sandbox create` of a 256m sandbox whose network is an allowlist of `domain`."""
+    made = corral(
+        home,
+        "sandbox", "create", "--memory", "256m", "--network", "allowlist", "--allow", domain,
+        **env,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()
 
 
 def write_agent(tmp_path: Path, turns: list[dict[str, Any]] | None, **extra: Any) -> Path:
@@ -344,12 +355,7 @@ def test_serve_prints_address_tenancy_and_data_directory(
 
 @pytest.mark.docker
 def test_gc_reports_the_egress_proxy_it_removes(corral_home: Path) -> None:
-    made = corral(
-        corral_home,
-        "sandbox", "create", "--memory", "256m", "--network", "allowlist", "--allow", "example.com",
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    sid = made.stdout.strip()
+    sid = allowlist_sandbox(corral_home, "example.com")
     assert corral(corral_home, "sandbox", "rm", sid).returncode == 0
     gc = corral(corral_home, "sandbox", "gc")
     assert gc.returncode == 0, gc.stderr

@@ -9,33 +9,18 @@ from pathlib import Path
 
 import docker
 import pytest
-import yaml
 
 from runtime.agents.readable import unreadable
 from sandbox.api import Sandbox
 from sandbox.backends.docker import DockerBackend, agent_uid
 from sandbox.spec import DataMount, SandboxSpec
-from tests.runtime.test_cli_frictions import corral
+from tests.runtime.test_cli_frictions import corral, write_agent
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="makes files owned by other users")
 
 
 def _agent(tmp_path: Path, data: list[str]) -> Path:
-    script = tmp_path / "turns.yaml"
-    script.write_text(yaml.safe_dump({"turns": [{"text": "ok"}]}))
-    path = tmp_path / "agent.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "name": "reader",
-                "model": f"scripted:{script}",
-                "tools": ["exec"],
-                "resources": {"memory": "256m"},
-                "data": data,
-            }
-        )
-    )
-    return path
+    return write_agent(tmp_path, [{"text": "ok"}], name="reader", tools=["exec"], data=data)
 
 
 @needs_root

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 from runtime.settings import Settings
 from runtime.store.base import InteractionRecord
 from runtime.store.sql import open_store
-from tests.runtime.test_cli_frictions import HANG_GUARD
-
-
-def corral(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runtime.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "CORRAL_HOME": str(home), **env},
-        timeout=HANG_GUARD,
-        check=False,
-    )
+from tests.runtime.test_cli_frictions import corral
 
 
 def _stored_run(run_id: str) -> None:

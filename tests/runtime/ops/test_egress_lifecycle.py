@@ -6,7 +6,6 @@ started it. Real Docker, real proxy container, the real `corral` command."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ import docker
 import docker.errors
 import httpx
 import pytest
-import yaml
 
 from runtime.api.config import ApiConfig
 from sandbox.api import Sandbox
@@ -23,11 +21,10 @@ from sandbox.backends.docker import DockerBackend
 from sandbox.egress import EgressManager
 from sandbox.spec import SandboxSpec
 from tests.runtime.api.conftest import ServerThread
-from tests.runtime.test_cli_frictions import corral
+from tests.runtime.ops.support import poll
+from tests.runtime.test_cli_frictions import allowlist_sandbox, corral, write_agent
 
 pytestmark = pytest.mark.docker
-HANG_GUARD = 300.0
-"""Seconds before a poll gives up: a guard against hangs, not a measure."""
 
 
 def _proxy_name(home: Path) -> str:
@@ -45,27 +42,13 @@ def _proxy(engine: docker.DockerClient, name: str) -> Any:
         return None
 
 
-def _poll(check: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + HANG_GUARD
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.2)
-    raise AssertionError("condition never held")
-
-
 def test_cli_shows_stops_and_restarts_the_proxy(corral_home: Path) -> None:
     engine = docker.from_env()
     name = _proxy_name(corral_home)
     off = corral(corral_home, "sandbox", "egress", "status", "--json")
     assert off.returncode == 0 and json.loads(off.stdout)["health"] == "off"
 
-    made = corral(
-        corral_home,
-        "sandbox", "create", "--memory", "256m", "--network", "allowlist", "--allow", "example.com",
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    sid = made.stdout.strip()
+    sid = allowlist_sandbox(corral_home, "example.com")
     status = json.loads(corral(corral_home, "sandbox", "egress", "status", "--json").stdout)
     assert status["health"] == "ok" and status["needed_by"] == [sid] and status["name"] == name
     listing = corral(corral_home, "sandbox", "list")
@@ -100,20 +83,8 @@ def test_cli_shows_stops_and_restarts_the_proxy(corral_home: Path) -> None:
 
 
 def test_corral_run_leaves_no_proxy_behind(tmp_path: Path, corral_home: Path) -> None:
-    script = tmp_path / "turns.yaml"
-    script.write_text(yaml.safe_dump({"turns": [{"text": "ok"}]}))
-    agent = tmp_path / "agent.yaml"
-    agent.write_text(
-        yaml.safe_dump(
-            {
-                "name": "net",
-                "model": f"scripted:{script}",
-                "tools": ["exec"],
-                "resources": {"memory": "256m"},
-                "network": {"mode": "allowlist", "allow": ["example.com"]},
-            }
-        )
-    )
+    network = {"mode": "allowlist", "allow": ["example.com"]}
+    agent = write_agent(tmp_path, [{"text": "ok"}], name="net", tools=["exec"], network=network)
     res = corral(corral_home, "run", "--agent", str(agent), "-o", str(tmp_path / "o"), "x")
     assert res.returncode == 0, res.stderr
     engine = docker.from_env()
@@ -134,20 +105,20 @@ def test_server_reaper_restarts_and_removes_the_proxy(
         )
         assert made.status_code == 200, made.text
         sid = made.json()["id"]
-        _poll(lambda: http.get(f"{srv.url}/healthz").json()["egress_proxy"] == "ok")
+        poll(lambda: http.get(f"{srv.url}/healthz").json()["egress_proxy"] == "ok")
         metrics = http.get(f"{srv.url}/metrics").text
         assert 'corral_egress_proxy{health="ok"} 1.0' in metrics
         assert 'corral_egress_proxy{health="down"} 0.0' in metrics
 
         first = _proxy(engine, name).id
         _proxy(engine, name).kill()
-        _poll(lambda: (p := _proxy(engine, name)) is not None and p.id != first)
-        _poll(lambda: _proxy(engine, name).status == "running")
-        _poll(lambda: http.get(f"{srv.url}/healthz").json()["egress_proxy"] == "ok")
+        poll(lambda: (p := _proxy(engine, name)) is not None and p.id != first)
+        poll(lambda: _proxy(engine, name).status == "running")
+        poll(lambda: http.get(f"{srv.url}/healthz").json()["egress_proxy"] == "ok")
 
         assert http.delete(f"{srv.url}/v1beta/sandboxes/{sid}").status_code == 200
-        _poll(lambda: _proxy(engine, name) is None)
-        _poll(lambda: http.get(f"{srv.url}/healthz").json()["egress_proxy"] == "off")
+        poll(lambda: _proxy(engine, name) is None)
+        poll(lambda: http.get(f"{srv.url}/healthz").json()["egress_proxy"] == "off")
     engine.close()
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.ops.test_cli_open import corral
+from tests.runtime.test_cli_frictions import allowlist_sandbox, corral
 from tests.sandbox.browser_site import bridge_gateway
 
 pytestmark = pytest.mark.docker
@@ -60,13 +60,7 @@ def test_host_site_recipe(corral_home: Path, site: tuple[str, int], loopback_sit
         "CORRAL_EGRESS_ALLOW_PRIVATE": f"{gateway}:{port},{gateway}:{loopback_site}",
         "CORRAL_EGRESS_HOSTS": f"site.test={gateway}",
     }
-    made = corral(
-        corral_home,
-        "sandbox", "create", "--memory", "256m", "--network", "allowlist", "--allow", "site.test",
-        **env,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    sid = made.stdout.strip()
+    sid = allowlist_sandbox(corral_home, "site.test", **env)
     try:
         out = _curl(corral_home, sid, f"http://site.test:{port}/hello.txt", env)
         assert "HTTP/1.0 200" in out and "hello from the host" in out, out

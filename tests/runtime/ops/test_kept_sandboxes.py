@@ -4,7 +4,6 @@ a tenant's gateway sandboxes and the sandboxes kept for its agent runs (issue 14
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,11 @@ import yaml
 from runtime.api.auth import ApiKeys
 from runtime.api.config import ApiConfig
 from tests.runtime.api.conftest import ServerThread
+from tests.runtime.ops.support import poll as _poll  # by this name for test_kept_sandbox_quota
 
 pytestmark = pytest.mark.docker
 A = {"x-goog-api-key": "key-a"}
 B = {"x-goog-api-key": "key-b"}
-HANG_GUARD = 300.0
-"""Seconds before a poll gives up: a guard against hangs, not a measure."""
 
 
 def _agent(tmp_path: Path, name: str, turns: list[dict[str, Any]]) -> dict[str, Any]:
@@ -44,15 +42,6 @@ def _metric(http: httpx.Client, url: str, name: str) -> float:
         if key == name:
             return float(value)
     raise AssertionError(f"{name} not in /metrics")
-
-
-def _poll(check: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + HANG_GUARD
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.2)
-    raise AssertionError("condition never held")
 
 
 def test_run_sandboxes_are_listed_counted_and_deletable(
