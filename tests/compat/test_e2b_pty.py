@@ -13,7 +13,8 @@ from e2b import AsyncSandbox, CommandExitException, PtySize, Sandbox
 
 from runtime.api.auth import ApiKeys
 from runtime.api.config import ApiConfig
-from tests.runtime.api.conftest import ServerThread, start_server
+from tests.compat.e2b_support import e2b_sandbox, serve_e2b, start_server
+from tests.runtime.api.conftest import ServerThread
 
 __all__ = ["start_server"]
 
@@ -23,18 +24,12 @@ KEYS = {"key-a": "a"}
 
 @pytest.fixture
 def srv(start_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPatch) -> ServerThread:
-    s = start_server(ApiConfig(keys=ApiKeys.from_mapping(KEYS)))
-    monkeypatch.setenv("E2B_API_URL", s.url)
-    monkeypatch.setenv("E2B_SANDBOX_URL", s.url)
-    monkeypatch.setenv("E2B_API_KEY", "key-a")
-    return s
+    return serve_e2b(start_server, monkeypatch, ApiConfig(keys=ApiKeys.from_mapping(KEYS)))
 
 
 @pytest.fixture
 def sb(srv: ServerThread) -> Iterator[Sandbox]:
-    box = Sandbox.create(timeout=120)
-    yield box
-    box.kill()
+    yield from e2b_sandbox(timeout=120)
 
 
 def _until(it: Iterator[tuple[object, object, bytes | None]], marker: bytes) -> bytes:
