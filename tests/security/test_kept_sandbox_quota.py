@@ -21,7 +21,8 @@ from runtime.api.policy import TenantPolicy
 from tests.compat.e2b_support import serve_e2b, start_server
 from tests.mcp.test_server_http import mcp_session, text
 from tests.runtime.api.conftest import ServerThread
-from tests.runtime.ops.test_kept_sandboxes import _metric, _poll
+from tests.runtime.ops.support import poll
+from tests.runtime.ops.test_kept_sandboxes import _metric
 
 __all__ = ["start_server"]
 
@@ -43,7 +44,7 @@ def srv(start_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPat
 
 def run_from_the_pool(http: httpx.Client, srv: ServerThread, model: str) -> str:
     """One completed run of the default agent, whose sandbox comes from the warm pool."""
-    _poll(lambda: _metric(http, srv.url, POOLED) >= 1)
+    poll(lambda: _metric(http, srv.url, POOLED) >= 1)
     body = {"agent": "default", "input": "x", "agent_config": {"model": model}}
     run = http.post(f"{srv.url}/v1beta/interactions", json=body, headers=A).json()
     assert run.get("status") == "completed", run
