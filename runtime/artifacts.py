@@ -45,7 +45,7 @@ import mimetypes
 import os
 import secrets
 import stat
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -140,7 +140,11 @@ class ArtifactCollector:
         output_dir: str,
         dest_root: Path,
         limits: ArtifactLimits = ArtifactLimits(),
+        restored: Mapping[str, str] | None = None,
     ) -> None:
+        """`restored`: relative path -> sha256 of the artifacts a takeover put back in the
+        output folder; copied again (this node now holds the run's copies) but announced only
+        if their content changed."""
         self.store = store
         self.emit = emit
         self.interaction_id = interaction_id
@@ -154,6 +158,7 @@ class ArtifactCollector:
         self._bytes = 0
         self._reported: dict[str, str] = {}
         self._reports = 0
+        self._restored = dict(restored or {})
 
     async def scan(self) -> list[ArtifactRecord]:
         """Copy what is new or changed since the last scan; return what was recorded."""
@@ -256,6 +261,8 @@ class ArtifactCollector:
                 _unlink(blob)  # no record points to it
             raise
         self._keep(rec)
+        if self._restored.pop(rel, None) == rec.sha256:
+            return rec  # the version already announced, put back by a takeover: not news
         await self.emit("artifact.created", {"artifact": artifact_view(rec)})
         return rec
 

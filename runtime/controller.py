@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from runtime.agents.registry import resolve_agent
 from runtime.events import EventBus
 from runtime.fleet.node import Heartbeat, NodeConfig
+from runtime.fleet.stats import FleetStats
 from runtime.runner import Runner
 from runtime.settings import Settings
 from runtime.store.sql import SqlStore, open_store
@@ -34,6 +35,8 @@ class Controller:
     node: NodeConfig | None = None
     heartbeat: Heartbeat | None = None
     """Renews this node's leases; None on a database only this process uses (SQLite)."""
+    stats: FleetStats = field(default_factory=FleetStats)
+    """This node's fleet counters (the runner's own: it counts the leases it loses)."""
 
     @property
     def shared(self) -> bool:
@@ -67,7 +70,7 @@ async def open_controller(
     try:
         if heartbeat is not None:
             await heartbeat.start()
-        yield Controller(settings, store, bus, backend, runner, pool, node, heartbeat)
+        yield Controller(settings, store, bus, backend, runner, pool, node, heartbeat, runner.stats)
     finally:
         if heartbeat is not None:
             await heartbeat.aclose()

@@ -49,6 +49,8 @@ class EventBus:
         self._finished: set[str] = set()
         self._fanout: Fanout | None = None
         self.poll: float | None = None
+        self.poll_found = 0
+        """Polls that found events no wake-up had announced (a notification lost or late)."""
 
     def attach(self, fanout: Fanout | None, *, poll: float | None) -> None:
         """Share events with other nodes through `fanout`; subscribers re-read the store after
@@ -114,12 +116,17 @@ class EventBus:
         self._subs[interaction_id].add(sub)
         last = after
         idle = 0.0  # quiet seconds since the last event or keep-alive (when polling)
+        polled = False  # this catch-up is a poll's, not a wake-up's
         try:
             while True:
                 # Catch up from the store (first pass, and whenever we fell behind).
                 sub.lagging = False
                 _drain(sub.queue)
-                for rec in await self.store.list_events(interaction_id, after=last):
+                news = await self.store.list_events(interaction_id, after=last)
+                if polled and news:
+                    self.poll_found += 1
+                polled = False
+                for rec in news:
                     last, idle = rec.event_id, 0.0
                     yield rec
                     if rec.event_type == TERMINAL_EVENT:
@@ -142,7 +149,7 @@ class EventBus:
                             if heartbeat is not None and idle >= heartbeat:
                                 idle = 0.0
                                 yield None
-                            sub.lagging = True  # poll: a notification may have been lost
+                            sub.lagging = polled = True  # poll: a notification may be lost
                         continue
                     rec = sub.queue.get_nowait()
                     if rec.event_id <= last:

@@ -44,13 +44,14 @@ from runtime.fleet.resume import (
     rerun_in_flight,
     restore_workspace,
 )
+from runtime.fleet.stats import FleetStats
 from runtime.generation import client_tools
 from runtime.ids import new_id
 from runtime.providers.base import GenerationConfig, ModelProvider, Usage
 from runtime.providers.registry import make_provider
 from runtime.settings import Settings
 from runtime.steps import materialize, to_messages
-from runtime.store.base import InteractionRecord, Store, utcnow
+from runtime.store.base import ArtifactRecord, InteractionRecord, Store, utcnow
 from runtime.store.leases import LeaseLost
 from runtime.views import interaction_view
 from sandbox.api import Sandbox
@@ -109,6 +110,9 @@ class Runner:
         """Runs whose lease moved to another node: they stop here without writing."""
         self.resumed_from: dict[str, str | None] = {}
         """Runs taken over, with the node that held them (for the `run.resumed` event)."""
+        self.handed_off: set[str] = set()
+        """Runs stopped here by a drain (their lease is released, not lost)."""
+        self.stats = FleetStats()
         self._tracked: list[dict[str, asyncio.Task[Any]]] = []
         keep_reserve(settings.home)
         sweep_staging(settings.artifacts_dir)
@@ -199,16 +203,21 @@ class Runner:
             ids |= {i for i, t in tasks.items() if not t.done()}
         return ids
 
-    def abandon(self, ids: set[str]) -> None:
-        """Stop these runs here without a verdict: another node holds (or will take) them."""
+    def abandon(self, ids: set[str], *, handoff: bool = False) -> None:
+        """Stop these runs here without a verdict: another node holds (or, `handoff`: a
+        draining node gives them up, will take) them."""
         for iid in ids:
             task = self.tasks.get(iid)
             if task is not None and not task.done():
                 self.lost.add(iid)
+                if handoff:
+                    self.handed_off.add(iid)
                 task.cancel()
             for tasks in self._tracked:
                 other = tasks.get(iid)
                 if other is not None and not other.done():
+                    if not handoff and not other.cancelling():  # counted once per run
+                        self.stats.leases_lost += 1
                     other.cancel()  # its fenced writes are refused: nothing lands
 
     async def settle(self, ids: set[str]) -> None:
@@ -272,8 +281,11 @@ class Runner:
                 sandbox, adopted = await self._sandbox(rec, spec, opts), False
             await self.store.update_interaction(rec.tenant, rec.id, sandbox_id=sandbox.id)
             await sandbox.files.mkdir(spec.output_dir)
+            restored: dict[str, str] = {}
             if resuming:
-                await self._announce_resume(rec, recorder, plan, sandbox, adopted, spec, from_node)
+                restored = await self._announce_resume(
+                    rec, recorder, plan, sandbox, adopted, spec, from_node
+                )
             elif claimed:  # a queued run, started by the node that had room for it
                 await recorder.emit(CLAIMED, {"node": self.store_node})
             collector = ArtifactCollector(
@@ -283,6 +295,7 @@ class Runner:
                 sandbox=sandbox,
                 output_dir=spec.output_dir,
                 dest_root=self.settings.artifacts_dir,
+                restored=restored,
             )
             skills = await _install_skills(sandbox, spec)
             tools = spec.builtin_tools()
@@ -461,6 +474,10 @@ class Runner:
         """Leave a run whose lease another node holds: keep its sandbox, write nothing."""
         self.lost.discard(rec.id)
         self.resumed_from.pop(rec.id, None)
+        if rec.id in self.handed_off:
+            self.handed_off.discard(rec.id)
+        else:
+            self.stats.leases_lost += 1
         if sandbox is not None:
             with contextlib.suppress(Exception):
                 await sandbox.close()
@@ -495,8 +512,10 @@ class Runner:
         adopted: bool,
         spec: AgentSpec,
         from_node: str | None,
-    ) -> None:
-        restored: list[str] = []
+    ) -> dict[str, str]:
+        """Write `run.resumed`; the artifacts put back in the output folder (path -> sha256),
+        so that the collector does not announce them again unless they change."""
+        restored: list[ArtifactRecord] = []
         missing: list[str] = []
         if not adopted:
             restored, missing = await restore_workspace(
@@ -510,13 +529,14 @@ class Runner:
             "discarded": plan.discarded,
             "sandbox": "adopted" if adopted else "new",
             "sandbox_id": sandbox.id,
-            "restored": restored,
+            "restored": [a.path for a in restored],
             "missing": missing,
         }
         await recorder.emit(RESUMED, payload)
         log.info(
             "run.resumed", interaction=rec.id, **{k: payload[k] for k in ("from_node", "step")}
         )
+        return {a.path: a.sha256 for a in restored}
 
     async def _sandbox(self, rec: InteractionRecord, spec: AgentSpec, opts: RunOptions) -> Sandbox:
         if rec.previous_interaction_id:

@@ -102,8 +102,11 @@ class Fleet:
     async def watch_cancels(self) -> None:
         """Cancel local runs that another node recorded a cancel for (on notice, or polled)."""
         while True:
-            with contextlib.suppress(TimeoutError):
+            notified = True
+            try:
                 await asyncio.wait_for(self._look.wait(), POLL_SECONDS)
+            except TimeoutError:
+                notified = False
             self._look.clear()
             local = self.local_runs() - self._cancelling
             if not local:
@@ -113,6 +116,8 @@ class Fleet:
             except CorralError as exc:  # the database is away: try again at the next poll
                 log.warning("fleet.cancel_poll_failed", error=str(exc))
                 continue
+            if wanted and not notified:
+                self.ctl.stats.poll_fallbacks["cancels"] += 1
             for iid, tenant in wanted:
                 self._cancelling.add(iid)
                 task = asyncio.create_task(self._cancel(tenant, iid), name=f"cancel-{iid}")
@@ -154,8 +159,9 @@ async def running_fleet(
         on_events=ctl.bus.wake,
         on_cancel=lambda iid: holder[0].look(iid) if holder else None,
         on_reconnect=lambda: holder[0].reconnected() if holder else None,
+        stats=ctl.stats,
     )
-    fleet = Fleet(node, ctl, service, fanout, Forwarder(node))
+    fleet = Fleet(node, ctl, service, fanout, Forwarder(node, stats=ctl.stats))
     holder.append(fleet)
     await fanout.start()
     ctl.bus.attach(fanout, poll=POLL_SECONDS)

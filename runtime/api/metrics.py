@@ -5,10 +5,17 @@ response bodies, so streams stay unbuffered."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from runtime.fleet.queries import Census
+from runtime.fleet.stats import FleetStats
 
 
 class Metrics:
@@ -50,8 +57,91 @@ class Metrics:
             "corral_webhook_attempts", "Webhook delivery attempts", ["outcome"], registry=r
         )
 
+        self.fleet = FleetMetrics()
+        r.register(self.fleet)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+@dataclass
+class FleetView:
+    """What a fleet node exports: its counters and the census read at this scrape."""
+
+    stats: FleetStats
+    polls_found: int
+    """The event bus's polls that found events (`EventBus.poll_found`)."""
+    census: Census | None
+    """None when the database did not answer this scrape (the counters are still exported)."""
+
+
+class FleetMetrics(Collector):
+    """`corral_fleet_*`, only on a node of a fleet (PostgreSQL): the route sets `view` before
+    each scrape. Counters are kept by the fleet code itself (`FleetStats`), so they are
+    rendered from it rather than mirrored into client-library counters."""
+
+    def __init__(self) -> None:
+        self.view: FleetView | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        view = self.view
+        if view is None:
+            return
+        st = view.stats
+        yield _counter(
+            "corral_fleet_takeovers",
+            "Runs this node took over, by how their lease was free (expired, released)",
+            "lease",
+            {k: st.takeovers[k] for k in ("expired", "released")},
+        )
+        yield _counter(
+            "corral_fleet_leases_lost",
+            "Runs stopped here because another node took their lease",
+            None,
+            {"": st.leases_lost},
+        )
+        yield _counter(
+            "corral_fleet_forwarded",
+            "Calls forwarded to the node holding their sandbox, files or run, by outcome",
+            "outcome",
+            {k: st.forwarded[k] for k in ("answered", "unavailable", "cut")},
+        )
+        yield _counter(
+            "corral_fleet_notifications_received",
+            "LISTEN/NOTIFY messages received from other nodes, by channel",
+            "channel",
+            {k: st.notifications[k] for k in ("events", "cancel")},
+        )
+        yield _counter(
+            "corral_fleet_poll_fallbacks",
+            "Store polls that found what no notification had announced (events, cancels)",
+            "what",
+            {"events": view.polls_found, "cancels": st.poll_fallbacks["cancels"]},
+        )
+        if view.census is None:
+            return
+        c = view.census
+        nodes = GaugeMetricFamily(
+            "corral_fleet_nodes", "Nodes alive (heartbeat within a lease TTL)", labels=["draining"]
+        )
+        for draining in (False, True):
+            nodes.add_metric([str(draining).lower()], c.nodes.get(draining, 0))
+        yield nodes
+        yield GaugeMetricFamily(
+            "corral_fleet_runs_leased", "In-progress runs leased to this node", value=c.leased
+        )
+        yield GaugeMetricFamily(
+            "corral_fleet_runs_queued",
+            "In-progress runs no node holds (queued, handed off, or their node stopped renewing)",
+            value=c.unclaimed,
+        )
+
+
+def _counter(name: str, doc: str, label: str | None, values: dict[str, int]) -> Metric:
+    family = CounterMetricFamily(name, doc, labels=[label] if label else None)
+    for key, value in values.items():
+        family.add_metric([key] if label else [], value)
+    return family
 
 
 class HttpMetrics:

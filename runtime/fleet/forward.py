@@ -25,6 +25,7 @@ import structlog
 from starlette.types import Receive, Scope, Send
 
 from runtime.errors import NodeUnavailable
+from runtime.fleet.stats import FleetStats
 
 log = structlog.get_logger("corral.fleet")
 
@@ -55,8 +56,16 @@ _HOP = frozenset(
 class Forwarder:
     """Sends calls on to other nodes; `node` is this node's id (put in `FORWARDED_BY`)."""
 
-    def __init__(self, node: str, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        node: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        stats: FleetStats | None = None,
+    ) -> None:
         self.node = node
+        self.stats = stats or FleetStats()
+        """`forwarded` counts each call by outcome."""
         self._client = httpx.AsyncClient(timeout=TIMEOUT, transport=transport)
 
     async def aclose(self) -> None:
@@ -76,6 +85,7 @@ class Forwarder:
         """Answer the ASGI request in `scope` with what node `owner` (at `url`) answers
         (NodeUnavailable when it cannot be reached; nothing was sent then)."""
         if url is None or heartbeat_at is None or _stale(heartbeat_at):
+            self.stats.forwarded["unavailable"] += 1
             raise _unavailable(what, owner, "it is not running (no recent heartbeat)")
         # The path as the client sent it, after the owner's registered origin: it can only
         # ever name a path on that node (it always starts with "/").
@@ -96,6 +106,7 @@ class Forwarder:
             resp = await self._client.send(req, stream=True)
         except httpx.TransportError as exc:
             log.warning("fleet.forward_failed", node=owner, error=str(exc) or type(exc).__name__)
+            self.stats.forwarded["unavailable"] += 1
             raise _unavailable(what, owner, f"it does not answer ({type(exc).__name__})") from None
         try:
             await send(
@@ -112,8 +123,10 @@ class Forwarder:
             async for chunk in resp.aiter_raw():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            self.stats.forwarded["answered"] += 1
         except httpx.TransportError as exc:  # after the status went out: cut the stream
             log.warning("fleet.forward_cut", node=owner, error=str(exc) or type(exc).__name__)
+            self.stats.forwarded["cut"] += 1
         finally:
             await resp.aclose()
 

@@ -31,6 +31,8 @@ import structlog
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from runtime.fleet.stats import FleetStats
+
 log = structlog.get_logger("corral.fleet")
 
 EVENTS_CHANNEL = "corral_events"
@@ -68,8 +70,11 @@ class PgFanout:
         on_events: Callable[[str], None],
         on_cancel: Callable[[str], None],
         on_reconnect: Callable[[], None],
+        stats: FleetStats | None = None,
     ) -> None:
         self._dsn = dsn
+        self.stats = stats or FleetStats()
+        """`notifications` counts what other nodes sent (this node's own are not counted)."""
         self.origin = origin
         self._on_events = on_events
         self._on_cancel = on_cancel
@@ -194,8 +199,11 @@ class PgFanout:
             return
         if channel == EVENTS_CHANNEL:
             if origin != self.origin:  # our own events were published locally already
+                self.stats.notifications["events"] += 1
                 self._on_events(iid)
         elif channel == CANCEL_CHANNEL:
+            if origin != self.origin:
+                self.stats.notifications["cancel"] += 1
             self._on_cancel(iid)
 
 

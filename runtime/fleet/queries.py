@@ -9,17 +9,21 @@ operation. Tables come from `runtime.store.models`.
 - `sandbox_owner(store, sandbox_id, tenant)`: the node that runs a tenant's sandbox and the URL
   it registered (None when the sandbox is unknown to that tenant, or has no recorded node).
 - `run_owner(store, interaction_id, tenant)`: the same for the node that last held a run.
+- `census(store, node, alive_within)`: the fleet as `/metrics` shows it (nodes alive by
+  draining state, runs leased to this node, runs no node holds).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, or_, select
 
 from runtime.events import CANCEL_REQUESTED
+from runtime.store.base import utcnow
+from runtime.store.leases import IN_PROGRESS
 from runtime.store.models import EventRow, InteractionRow, NodeRow, SandboxRow
 from runtime.store.sql import SqlStore
 
@@ -94,3 +98,36 @@ def _run_owner(conn: Connection, interaction_id: str, tenant: str) -> Owner | No
     if row is None or row[0] is None:
         return None
     return Owner(str(row[0]), row[1], row[2])
+
+
+@dataclass(frozen=True)
+class Census:
+    """The fleet seen from one node, read at one moment."""
+
+    nodes: dict[bool, int]
+    """Nodes whose heartbeat is recent, by draining state (False: taking runs)."""
+    leased: int
+    """In-progress runs whose live lease this node holds."""
+    unclaimed: int
+    """In-progress runs no node holds: queued (or handed off) runs and runs whose node stopped
+    renewing, which the next sweep of a node with room claims."""
+
+
+async def census(store: SqlStore, node: str, alive_within: float) -> Census:
+    return await store._read(_census, node, utcnow(), timedelta(seconds=alive_within))
+
+
+def _census(conn: Connection, node: str, now: datetime, alive_within: timedelta) -> Census:
+    by_draining = conn.execute(
+        select(N.draining, func.count())
+        .where(N.heartbeat_at >= now - alive_within)
+        .group_by(N.draining)
+    ).all()
+    nodes = {False: 0, True: 0} | {bool(d): int(n) for d, n in by_draining}
+    running = I.status == IN_PROGRESS
+    leased = conn.execute(
+        select(func.count()).where(running, I.owner_node == node, I.lease_expires_at >= now)
+    ).scalar_one()
+    free = or_(I.owner_node.is_(None), I.lease_expires_at < now)
+    unclaimed = conn.execute(select(func.count()).where(running, free)).scalar_one()
+    return Census(nodes, int(leased), int(unclaimed))

@@ -88,14 +88,15 @@ def plan_resume(events: Sequence[EventRecord], n_input: int) -> ResumePlan:
 
 async def restore_workspace(
     store: Store, sandbox: Sandbox, interaction_id: str, output_dir: str
-) -> tuple[list[str], list[str]]:
-    """Copy the run's artifacts back under `output_dir`; (restored, missing) relative paths.
+) -> tuple[list[ArtifactRecord], list[str]]:
+    """Copy the run's artifacts back under `output_dir`: (the records of those restored, the
+    relative paths of those missing).
 
     The bytes come from the controller's own copies (`stored_path`, written by a node, never by
     a guest, checked by `artifact_source`), read without following links; the relative path
     was checked by the artifact collector when it was recorded, and the guest resolves it
     inside the workspace."""
-    restored: list[str] = []
+    restored: list[ArtifactRecord] = []
     missing: list[str] = []
     for art in await store.list_artifacts(interaction_id):
         source = artifact_source(art)
@@ -113,7 +114,7 @@ async def restore_workspace(
             parent = target.rsplit("/", 1)[0]
             await sandbox.files.mkdir(parent)
             await sandbox.files.upload(target, _chunks(fd))
-            restored.append(art.path)
+            restored.append(art)
         except SandboxError as exc:
             log.warning("takeover.restore_failed", path=art.path, error=str(exc))
             missing.append(art.path)

@@ -56,6 +56,7 @@ async def sweep(ctl: Controller, start: Starter, finished: Finisher) -> list[str
     taken = []
     for rec, previous in await ctl.store.claim_expired(running, limit=room):
         taken.append(rec.id)
+        ctl.stats.takeovers["expired" if previous else "released"] += 1
         log.info("takeover.claimed", interaction=rec.id, from_node=previous, epoch=rec.lease_epoch)
         try:
             if is_agent_run(rec):
@@ -134,7 +135,7 @@ async def drain(ctl: Controller, grace: float) -> None:
     left = set(ctl.runner.running())
     if not left:
         return
-    ctl.runner.abandon(left)  # stopped here without a verdict: the run is not over
+    ctl.runner.abandon(left, handoff=True)  # stopped here without a verdict: not over
     await ctl.runner.settle(left)
     for iid in left:
         with contextlib.suppress(CorralError):

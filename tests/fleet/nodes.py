@@ -138,3 +138,15 @@ def owner_of(nodes: list[ServeNode], timeout: float = 60) -> ServeNode:
             return busy[0]
         time.sleep(0.05)
     raise AssertionError("no single node is running the run")
+
+
+def fleet_metrics(node: ServeNode) -> dict[str, float]:
+    """The node's `corral_fleet_*` samples from /metrics, keyed as they are written there
+    (`name{label="value"}`)."""
+    text = httpx.get(f"{node.url}/metrics", timeout=10).text
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith("corral_fleet_"):
+            key, _, value = line.rpartition(" ")
+            samples[key] = float(value)
+    return samples

@@ -39,6 +39,9 @@ async def test_polling_subscriber_sees_another_writers_events_in_order(tmp_path:
         await asyncio.wait_for(task, 30)
     assert got == [(1, "step.start"), (2, "step.stop"), (3, TERMINAL_EVENT)]
     assert keepalives >= 1  # polling does not swallow the keep-alives
+    # Counted for /metrics: the terminal batch at least came by a poll (the first event
+    # may have been in the subscriber's first read); quiet polls are not counted.
+    assert 1 <= reader.poll_found <= 2
 
 
 async def test_remote_wake_sends_subscribers_back_to_the_store(tmp_path: Path) -> None:
@@ -65,3 +68,4 @@ async def test_remote_wake_sends_subscribers_back_to_the_store(tmp_path: Path) -
         reader.wake_all()  # what a reconnect does
         await asyncio.wait_for(task, 30)
     assert got == [1, 2]
+    assert reader.poll_found == 0  # delivered by wake-ups, not by the poll

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from runtime.fleet.forward import FORWARDED_BY
-from tests.fleet.nodes import HEADERS, OTHER_HEADERS, ServeNode
+from tests.fleet.nodes import HEADERS, OTHER_HEADERS, ServeNode, fleet_metrics
 
 pytestmark = pytest.mark.docker
 
@@ -115,6 +115,13 @@ def test_forwarding_is_not_a_way_around_auth_or_tenancy(
     a.start()
     again = httpx.post(f"{base}/exec", json=exec_body, headers=HEADERS, timeout=60)
     assert again.status_code == 200 and again.json()["stdout"] == "ok\n"
+
+    # b's /metrics counts what it forwarded by outcome; refusals (401, 404, 421) are not
+    # forwarded calls. Answered: the exec after the 421, the Host-steering one, the last one.
+    metrics = fleet_metrics(b)
+    assert metrics['corral_fleet_forwarded_total{outcome="answered"}'] == 3
+    assert metrics['corral_fleet_forwarded_total{outcome="unavailable"}'] == 1
+    assert metrics['corral_fleet_forwarded_total{outcome="cut"}'] == 0
 
 
 def _containers(sandbox_id: str) -> list[str]:

@@ -28,7 +28,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.fleet.nodes import ServeNode, owner_of, sse_events
+from tests.fleet.nodes import ServeNode, fleet_metrics, owner_of, sse_events
 
 pytestmark = pytest.mark.docker
 
@@ -156,6 +156,10 @@ def test_a_partitioned_node_loses_its_run_to_a_connected_one(
     ids = [int(e["event_id"]) for e in after]
     assert ids == list(range(1, len(ids) + 1))
     assert "fleet.heartbeat_failed" in a.logs()
+    # Each side counts its part in /metrics: a lost one lease, b took one run over.
+    assert fleet_metrics(a)["corral_fleet_leases_lost_total"] == 1
+    assert fleet_metrics(b)['corral_fleet_takeovers_total{lease="expired"}'] == 1
+    assert fleet_metrics(b)["corral_fleet_leases_lost_total"] == 0
 
 
 class Netns:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.fleet.nodes import ServeNode, owner_of, sse_events
+from tests.fleet.nodes import ServeNode, fleet_metrics, owner_of, sse_events
 
 pytestmark = pytest.mark.docker
 
@@ -27,7 +27,9 @@ def test_a_run_survives_the_kill_of_its_node(
         "survivor",
         "mkdir -p /workspace/out && echo one > /workspace/out/one.txt",
         "echo in-flight; sleep 4; echo two > /workspace/out/two.txt",
-        "cat /workspace/out/one.txt /workspace/out/two.txt > /workspace/out/three.txt",
+        # one.txt changes after the takeover, keeping its size: a new version, announced.
+        "cat /workspace/out/one.txt /workspace/out/two.txt > /workspace/out/three.txt"
+        " && echo ONE > /workspace/out/one.txt",
     )
     with a.client() as ca:
         assert ca.post("/v1beta/agents", json=spec).status_code == 200
@@ -77,6 +79,30 @@ def test_a_run_survives_the_kill_of_its_node(
     ids = [int(e["event_id"]) for e in seen]
     assert ids == list(range(1, len(ids) + 1))  # contiguous across the two nodes
 
+    # Restored files are announced again only when their content changed: one.txt once
+    # before (its first version) and once after (changed); unchanged restores stay quiet.
+    created = [
+        (seen.index(e) > seen.index(info), e["artifact"]["path"], e["artifact"]["sha256"])
+        for e in seen
+        if e["event_type"] == "artifact.created"
+    ]
+    before = [(path, sha) for late, path, sha in created if not late]
+    late_paths = sorted(path for late, path, _ in created if late)
+    assert [p for p, _ in before] == ["one.txt"]
+    assert late_paths == ["one.txt", "three.txt", "two.txt"]
+    [changed] = [sha for late, path, sha in created if late and path == "one.txt"]
+    assert changed != before[0][1]
+
+    # The survivor's /metrics counts the takeover; the dead node lost nothing it knew of.
+    metrics = fleet_metrics(b)
+    assert metrics['corral_fleet_takeovers_total{lease="expired"}'] == 1
+    assert metrics['corral_fleet_takeovers_total{lease="released"}'] == 0
+    assert metrics["corral_fleet_leases_lost_total"] == 0
+    assert metrics['corral_fleet_notifications_received_total{channel="events"}'] >= 1
+    assert metrics['corral_fleet_nodes{draining="false"}'] == 1  # a is dead: only b beats
+    assert metrics["corral_fleet_runs_leased"] == 0  # the run ended
+    assert metrics["corral_fleet_runs_queued"] == 0
+
 
 def test_sigterm_drains_and_hands_the_run_to_another_node(
     start_node: Callable[..., ServeNode], scripted_agent: Callable[..., dict[str, Any]]
@@ -117,6 +143,9 @@ def test_sigterm_drains_and_hands_the_run_to_another_node(
     # Released, not expired: the lease had no owner when b claimed it.
     assert resumed["from_node"] is None and len(resumed["rerun"]) == 1
     assert '"fleet.handed_off"' in a.logs()  # a let go of it; nobody took it for dead
+    metrics = fleet_metrics(b)
+    assert metrics['corral_fleet_takeovers_total{lease="released"}'] == 1
+    assert metrics['corral_fleet_takeovers_total{lease="expired"}'] == 0
     ids = [int(e["event_id"]) for e in seen]
     assert ids == list(range(1, len(ids) + 1))
 
