@@ -1,5 +1,5 @@
 """What the suites that drive Corral with the real `e2b` SDKs share: a live `corral serve`
-with the SDKs' environment pointed at it, and a sandbox that is killed after its test.
+with the SDKs' environment pointed at it, and sandboxes that are killed after their test.
 
 Import `start_server` from here into a test module (it is named in `__all__`) and write the
 module's own `srv` and `sb` fixtures with these helpers (each suite has its own keys and
@@ -16,7 +16,7 @@ from e2b import Sandbox
 from runtime.api.config import ApiConfig
 from tests.runtime.api.conftest import ServerThread, start_server
 
-__all__ = ["e2b_sandbox", "serve_e2b", "start_server"]
+__all__ = ["e2b_sandbox", "e2b_sandboxes", "serve_e2b", "start_server"]
 
 
 def serve_e2b(
@@ -39,3 +39,12 @@ def e2b_sandbox(**create: Any) -> Iterator[Sandbox]:
     box = Sandbox.create(**create)
     yield box
     box.kill()
+
+
+def e2b_sandboxes() -> Iterator[list[Sandbox]]:
+    """A fixture's body (``yield from e2b_sandboxes()``): a list the test puts the sandboxes it
+    makes in; each is killed after the test."""
+    made: list[Sandbox] = []
+    yield made
+    for box in made:
+        box.kill()

@@ -15,7 +15,7 @@ from e2b import PtySize, Sandbox
 
 from runtime.api.auth import ApiKeys
 from runtime.api.config import ApiConfig
-from tests.compat.e2b_support import serve_e2b, start_server
+from tests.compat.e2b_support import e2b_sandboxes, serve_e2b, start_server
 from tests.runtime.api.conftest import ServerThread
 
 __all__ = ["start_server"]
@@ -54,10 +54,7 @@ def srv(
 
 @pytest.fixture
 def boxes(srv: ServerThread) -> Iterator[list[Sandbox]]:
-    made: list[Sandbox] = []
-    yield made
-    for box in made:
-        box.kill()
+    yield from e2b_sandboxes()
 
 
 def test_commands_start_in_home_user(boxes: list[Sandbox]) -> None:

@@ -20,7 +20,7 @@ from runtime.api.auth import ApiKeys
 from runtime.api.config import ApiConfig
 from runtime.api.policy import TenantPolicy
 from runtime.e2b.common import owner_policy
-from tests.compat.e2b_support import serve_e2b, start_server
+from tests.compat.e2b_support import e2b_sandboxes, serve_e2b, start_server
 from tests.runtime.api.conftest import ServerThread
 
 __all__ = ["start_server"]
@@ -55,10 +55,7 @@ def srv(start_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPat
 
 @pytest.fixture
 def boxes(srv: ServerThread) -> Iterator[list[Sandbox]]:
-    made: list[Sandbox] = []
-    yield made
-    for box in made:
-        box.kill()
+    yield from e2b_sandboxes()
 
 
 def sandbox(srv: ServerThread, key: str, made: list[Sandbox]) -> Sandbox:
