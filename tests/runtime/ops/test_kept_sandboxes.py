@@ -17,7 +17,7 @@ import yaml
 from runtime.api.auth import ApiKeys
 from runtime.api.config import ApiConfig
 from tests.runtime.api.conftest import ServerThread
-from tests.runtime.ops.support import poll as _poll  # by this name for test_kept_sandbox_quota
+from tests.runtime.ops.support import poll
 
 pytestmark = pytest.mark.docker
 A = {"x-goog-api-key": "key-a"}
@@ -126,7 +126,7 @@ def test_a_running_runs_sandbox_is_not_deleted_under_it(
             json={"agent": "sleeper", "input": "x", "background": True},
             headers=A,
         ).json()
-        listed = _poll(lambda: http.get(base, headers=A).json()["sandboxes"])
+        listed = poll(lambda: http.get(base, headers=A).json()["sandboxes"])
         assert listed[0]["kept_for"] == {"interaction": run["id"]}
         refused = http.delete(f"{base}/{listed[0]['id']}", headers=A)
         assert refused.status_code == 409, refused.text
@@ -172,7 +172,7 @@ def test_a_follow_up_running_in_a_kept_sandbox_keeps_it(
             assert now["status"] == "in_progress", now
             return "code_execution_call" in json.dumps(now["steps"])
 
-        _poll(sleeping)
+        poll(sleeping)
         # the sandbox was made for the first run, but the follow-up is using it now
         assert http.get(base, headers=A).json()["sandboxes"] == [
             {**kept, "last_used": ANY, "expires": ANY}
