@@ -11,7 +11,8 @@ Cancel from any node: a node asked to cancel a run it does not execute records t
 durably (a `cancel.requested` event, a Corral event that stock SDK streams skip). If nobody
 holds the run's lease (a queued run, or one whose node stopped renewing) it claims the run and
 ends it `cancelled` itself; otherwise it NOTIFYs the request and waits up to `CANCEL_WAIT`
-seconds for the run to end. The owner stops the run the way a
+seconds for the run to end, trying the claim again after every quiet `POLL_SECONDS` (the lease
+may come free meanwhile, and with no node having room nobody else would end the run). The owner stops the run the way a
 local cancel does, on the notification or, if that was lost, at its next poll. A run whose
 owner died keeps the request: whichever node takes it over finds it at its first poll.
 """
@@ -68,19 +69,32 @@ class Fleet:
         ev = await self.ctl.bus.emit(rec.id, CANCEL_REQUESTED, {"node": self.node})
         claimed = await self.ctl.store.claim_interaction(rec.id)
         if claimed is not None:
-            # Nobody runs it (queued, or its node stopped renewing): it ends here, unstarted.
-            errors: list[dict[str, Any]] = [{"code": "cancelled", "message": "cancelled"}]
-            store, bus = self.ctl.store, self.ctl.bus
-            final = await lifecycle.finish(store, bus, claimed, "cancelled", errors, None)
-            await self.service.on_finished(final)
-            return final
+            return await self._end_unstarted(claimed)
         self.fanout.cancel(rec.id)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CANCEL_WAIT):
-                async for got in self.ctl.bus.subscribe(rec.id, after=ev.event_id):
-                    if got is not None and got.event_type == TERMINAL_EVENT:
+                events = self.ctl.bus.subscribe(rec.id, after=ev.event_id, heartbeat=POLL_SECONDS)
+                async for got in events:
+                    if got is None:
+                        # Quiet: the lease may have come free meanwhile (the run was being
+                        # queued, or its node died and no node has room to take it over).
+                        claimed = await self.ctl.store.claim_interaction(rec.id)
+                        if claimed is not None:
+                            break
+                    elif got.event_type == TERMINAL_EVENT:
                         break
+        if claimed is not None:
+            return await self._end_unstarted(claimed)
         return await self.ctl.store.get_interaction(rec.tenant, rec.id)
+
+    async def _end_unstarted(self, claimed: InteractionRecord) -> InteractionRecord:
+        """A run nobody executes, claimed by this node (queued, or its node stopped renewing):
+        it ends here, `cancelled`, without starting."""
+        errors: list[dict[str, Any]] = [{"code": "cancelled", "message": "cancelled"}]
+        store, bus = self.ctl.store, self.ctl.bus
+        final = await lifecycle.finish(store, bus, claimed, "cancelled", errors, None)
+        await self.service.on_finished(final)
+        return final
 
     @property
     def node(self) -> str:

@@ -133,3 +133,34 @@ def test_a_queued_run_is_cancelled_at_once_and_never_starts(
         for rid in busy:
             assert cb.post(f"/v1beta/interactions/{rid}/cancel").json()["status"] == "cancelled"
         assert a.runs_active() + b.runs_active() == 0
+
+
+def test_a_dead_nodes_run_is_cancelled_when_no_node_has_room_to_take_it(
+    start_node: Callable[..., ServeNode], scripted_agent: Callable[..., dict[str, Any]]
+) -> None:
+    """The run's lease is still live when the cancel arrives (its node was just killed), and
+    the only live node is full, so no sweep takes the run over: the cancelling node claims it
+    once the lease expires, within its wait, and ends it without starting it."""
+    full = {"CORRAL_NODE_CAPACITY": "1", "CORRAL_LEASE_TTL": "3"}
+    a, b = start_node("a", full), start_node("b", full)
+    spec = scripted_agent("sleeper", "echo started; sleep 300")
+    body = {"agent": "sleeper", "input": "wait", "background": True}
+    with a.client() as ca, b.client() as cb:
+        assert ca.post("/v1beta/agents", json=spec).status_code == 200
+        orphan = ca.post("/v1beta/interactions", json=body).json()["id"]
+        busy = cb.post("/v1beta/interactions", json=body).json()["id"]
+        deadline = time.monotonic() + 120
+        while a.runs_active() + b.runs_active() < 2:  # each node runs its own: both full
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        a.kill()
+        cancelled = cb.post(f"/v1beta/interactions/{orphan}/cancel").json()
+        assert cancelled["status"] == "cancelled"  # not still in_progress after the wait
+        events = cb.get(
+            f"/v1beta/interactions/{orphan}", params={"stream": "true", "corral_events": "1"}
+        ).text
+        assert "cancel.requested" in events
+        assert "run.resumed" not in events  # b ended it, it never continued there
+        assert b.runs_active() == 1  # b's own run goes on
+        assert cb.post(f"/v1beta/interactions/{busy}/cancel").json()["status"] == "cancelled"
+        assert b.runs_active() == 0
