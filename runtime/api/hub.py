@@ -114,7 +114,10 @@ class SandboxHub:
                 await sb.close()
         with contextlib.suppress(SandboxNotFound):
             await self.backend.destroy(rec.id)
-        await self.store.delete_sandbox(rec.id, tenant=tenant)
+        # The reaper may have forgotten it meanwhile (it saw the container gone mid-destroy):
+        # the sandbox is deleted either way, so this DELETE succeeds.
+        with contextlib.suppress(NotFound):
+            await self.store.delete_sandbox(rec.id, tenant=tenant)
 
     # -- every sandbox kept for the tenant (gateway ones and its runs') ---------------------
     async def kept(self, tenant: str) -> builtins.list[dict[str, Any]]:
