@@ -378,10 +378,7 @@ def run_cell(code: str, ns: dict[str, Any]) -> tuple[dict[str, Any] | None, dict
 
 def main() -> None:
     req_fd, _event_fd[0] = int(sys.argv[1]), int(sys.argv[2])
-    # Not inherited by what cells start: a process left running in the background must not
-    # hold the event pipe open, or the guest would not see this kernel die.
-    os.set_inheritable(req_fd, False)
-    os.set_inheritable(_event_fd[0], False)
+    kernelcore.keep_private(req_fd, _event_fd[0])
     signal.signal(signal.SIGINT, _on_sigint)
     # Lines reach the guest as they are printed, in order with display results.
     # `sys.__stdout__` (fd 1) flushes per line too, for code that prints there directly.

@@ -55,6 +55,7 @@ def run_cell(code: str, ns: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     req_fd, resp_fd = int(sys.argv[1]), int(sys.argv[2])
+    kernelcore.keep_private(req_fd, resp_fd)
     signal.signal(signal.SIGINT, _on_sigint)
     sys.path[0] = ""  # import from the working directory, like a notebook
     ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}

@@ -27,6 +27,13 @@ OWN_FILES = {os.path.abspath(__file__)}
 busy = [False]
 
 
+def keep_private(*fds: int) -> None:
+    """The kernel's own pipes are not inherited by what cells start: a process left running in
+    the background must not hold them open, or the guest would not see the kernel die."""
+    for fd in fds:
+        os.set_inheritable(fd, False)
+
+
 def _read_exact(fd: int, n: int) -> bytes | None:
     parts = []
     while n:

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 from sandbox.rpc import RpcClient
 from tests.sandbox.test_rpc_support import (  # noqa: F401 - fixtures
     GuestProcess,
@@ -74,6 +77,21 @@ async def test_timeout_restarts_a_kernel_that_ignores_sigint(client: RpcClient) 
 async def test_a_kernel_that_dies_is_restarted(client: RpcClient) -> None:
     r = await client.python("import os\nos._exit(7)")
     assert r.restarted and r.error is not None and "exit status 7" in r.error
+    assert (await client.python("2 * 3")).result_repr == "6"
+
+
+async def test_a_kernel_that_dies_leaving_a_process_behind_is_restarted(
+    client: RpcClient, guest: GuestProcess
+) -> None:
+    # The process outlives the kernel in its own session: were the kernel's response pipe
+    # inherited, it would hold the pipe open and the session would wait out the timeout.
+    r = await client.python(
+        "import os\nos.system('setsid sleep 600 >/dev/null 2>&1 & echo $! > sleeper')\nos._exit(3)",
+        timeout=60,  # a hang guard
+    )
+    os.kill(int((guest.workspace / "sleeper").read_text()), signal.SIGKILL)
+    assert r.restarted and not r.timed_out and r.error is not None
+    assert "exit status 3" in r.error
     assert (await client.python("2 * 3")).result_repr == "6"
 
 
