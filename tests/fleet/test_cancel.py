@@ -164,3 +164,32 @@ def test_a_dead_nodes_run_is_cancelled_when_no_node_has_room_to_take_it(
         assert b.runs_active() == 1  # b's own run goes on
         assert cb.post(f"/v1beta/interactions/{busy}/cancel").json()["status"] == "cancelled"
         assert b.runs_active() == 0
+
+
+def test_the_node_that_queued_a_run_can_cancel_it_once_another_node_runs_it(
+    start_node: Callable[..., ServeNode], scripted_agent: Callable[..., dict[str, Any]]
+) -> None:
+    """a queues a run (it is full); b claims and runs it. a gave its lease (and its fence) up
+    when queueing, so its cancel request is recorded and b honours it."""
+    a = start_node("a", {"CORRAL_NODE_CAPACITY": "1"})
+    b = start_node("b")
+    spec = scripted_agent("sleeper", "echo started; sleep 300")
+    body = {"agent": "sleeper", "input": "wait", "background": True}
+    with a.client() as ca:
+        assert ca.post("/v1beta/agents", json=spec).status_code == 200
+        first = ca.post("/v1beta/interactions", json=body).json()["id"]
+        deadline = time.monotonic() + 120
+        while a.runs_active() < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        queued = ca.post("/v1beta/interactions", json=body).json()["id"]
+        with ca.stream("GET", f"/v1beta/interactions/{queued}", params={"stream": "true"}) as resp:
+            for ev in sse_events(resp):
+                if "started" in str((ev.get("delta") or {}).get("result")):
+                    break  # running on b now
+        assert b.runs_active() == 1
+        cancelled = ca.post(f"/v1beta/interactions/{queued}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["status"] == "cancelled"
+        assert b.runs_active() == 0
+        assert ca.post(f"/v1beta/interactions/{first}/cancel").json()["status"] == "cancelled"
