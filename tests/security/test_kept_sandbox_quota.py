@@ -42,13 +42,24 @@ def srv(start_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPat
     return serve_e2b(start_server, monkeypatch, ApiConfig(keys=keys, allow_scripted=True))
 
 
-def run_from_the_pool(http: httpx.Client, srv: ServerThread, model: str) -> str:
-    """One completed run of the default agent, whose sandbox comes from the warm pool."""
+ATTEMPTS = 6
+"""Runs tried until the tenant holds two kept sandboxes, one of them taken from the pool (a
+run may find the pool still refilling and create its sandbox cold)."""
+
+
+def run(http: httpx.Client, srv: ServerThread, model: str) -> str:
+    """One completed run of the default agent (the pool's shape), once the pool has one."""
     poll(lambda: _metric(http, srv.url, POOLED) >= 1)
     body = {"agent": "default", "input": "x", "agent_config": {"model": model}}
-    run = http.post(f"{srv.url}/v1beta/interactions", json=body, headers=A).json()
-    assert run.get("status") == "completed", run
-    return str(run["id"])
+    done = http.post(f"{srv.url}/v1beta/interactions", json=body, headers=A).json()
+    assert done.get("status") == "completed", done
+    return str(done["id"])
+
+
+def pooled(engine: docker.DockerClient, sandbox_id: str) -> bool:
+    """Taken from the pool: no label names its run (the gap this closes), only the claim."""
+    (container,) = engine.containers.list(filters={"label": f"corral.sandbox={sandbox_id}"})
+    return not {"corral.interaction", "corral.tenant"} & set(container.labels)
 
 
 async def test_kept_run_sandboxes_from_the_pool_count_at_every_door(
@@ -59,15 +70,17 @@ async def test_kept_run_sandboxes_from_the_pool_count_at_every_door(
     base = f"{srv.url}/v1beta/sandboxes"
     engine = docker.from_env()
     with httpx.Client(timeout=120) as http:
-        runs = {run_from_the_pool(http, srv, f"scripted:{script}") for _ in range(2)}
-        kept = http.get(base, headers=A).json()["sandboxes"]
-        assert {s["kept_for"]["interaction"] for s in kept} == runs
-        pooled = []  # taken from the pool: no label names the run (the gap this closes)
-        for s in kept:
-            (container,) = engine.containers.list(filters={"label": f"corral.sandbox={s['id']}"})
-            if not {"corral.interaction", "corral.tenant"} & set(container.labels):
-                pooled.append(s["id"])
-        assert pooled, "no run took its sandbox from the warm pool"
+        for _ in range(ATTEMPTS):
+            kept = http.get(base, headers=A).json()["sandboxes"]
+            from_pool = [s["id"] for s in kept if pooled(engine, s["id"])]
+            if len(kept) == 2 and from_pool:
+                break
+            if len(kept) == 2:  # two cold ones: make room for another try
+                http.delete(f"{base}/{kept[0]['id']}", headers=A)
+            run(http, srv, f"scripted:{script}")
+        else:
+            raise AssertionError("no run took its sandbox from the warm pool")
+        assert all("interaction" in s["kept_for"] for s in kept)
 
         over = http.post(base, json={"memory": "128m", "ttl": 300}, headers=A)
         assert over.status_code == 429, over.text
@@ -83,11 +96,11 @@ async def test_kept_run_sandboxes_from_the_pool_count_at_every_door(
         assert theirs.status_code == 200, theirs.text
         http.delete(f"{base}/{theirs.json()['id']}", headers=B)
 
-        # Deleting a kept run sandbox frees a slot.
-        assert http.delete(f"{base}/{kept[0]['id']}", headers=A).status_code == 200
+        # Deleting the kept pooled run sandbox frees a slot (and only one).
+        assert http.delete(f"{base}/{from_pool[0]}", headers=A).status_code == 200
         again = http.post(base, json={"memory": "128m", "ttl": 300}, headers=A)
         assert again.status_code == 200, again.text
         assert http.post(base, json={"memory": "128m", "ttl": 300}, headers=A).status_code == 429
-        for sid in (again.json()["id"], kept[1]["id"]):
+        for sid in [again.json()["id"], *(s["id"] for s in kept if s["id"] != from_pool[0])]:
             http.delete(f"{base}/{sid}", headers=A)
     engine.close()
