@@ -6,4 +6,6 @@
   not carry (cancel requests, a sandbox's owning node and its URL).
 - `forward`: a sandbox call that reaches a node other than the sandbox's owner is proxied to
   the owner (only ever to a registered node's URL).
+- `stats`: what this node did in the fleet (takeovers, lost leases, forwarded calls,
+  notifications, poll fallbacks), exported by `/metrics`.
 """

@@ -4,7 +4,8 @@ Settings (environment):
 - `CORRAL_NODE_ID`: the node's id. Default: generated once and kept in `$CORRAL_HOME/node_id`,
   so a node restarted on the same home is the same node (and finds its own sandboxes).
 - `CORRAL_NODE_URL`: where other nodes reach this one's HTTP API (forwarded sandbox calls).
-  Default: `http://<--host>:<--port>` (the machine's host name when listening on all addresses).
+  Default: `http://<--host>:<--port>` (the machine's host name when listening on all addresses;
+  with `--port 0`, `corral serve` binds first and passes the port the system chose).
 - `CORRAL_LEASE_TTL`: seconds a run's lease lasts without renewal (default 15). The heartbeat
   renews every TTL/3; a node silent for a TTL loses its runs to live nodes.
 - `CORRAL_NODE_CAPACITY`: runs this node executes at once, its own and taken over (default 20).
