@@ -430,6 +430,8 @@ class DockerBackend:
         adopted: list[str] = []
         removed: list[str] = []
         for handle in await self.list():
+            if handle.id in self._starting:
+                continue  # being created by this process (a pool refill), not left over
             claimed = (handle.host_dir / "claimed").exists()
             role = "sandbox" if claimed else handle.labels.get(LABEL_ROLE)
             current = handle.labels.get(LABEL_LAYOUT) == LAYOUT
@@ -448,10 +450,10 @@ class DockerBackend:
         known = set(adopted)
         if self.sandboxes_dir.exists():
             for d in self.sandboxes_dir.iterdir():
-                if d.name not in known and d.name not in self._handles:
+                if d.name not in known | self._handles.keys() | self._starting:
                     shutil.rmtree(d, ignore_errors=True)
         # Sandbox networks without a live sandbox, and the egress proxy once none needs it.
-        await self.egress.prune(known | set(self._handles))
+        await self.egress.prune(known | set(self._handles) | self._starting)
         log.info("sandbox.reconciled", adopted=len(adopted), removed=len(removed))
         return ReconcileReport(adopted=adopted, removed=removed)
 

@@ -33,3 +33,18 @@ async def test_the_clock_starts_when_create_returns(backend: DockerBackend) -> N
         assert await backend.reap_idle(now=time.time() + 5) == [sb.id]
     finally:
         await sb.destroy()
+
+
+async def test_reconcile_leaves_a_sandbox_being_created_here_alone(
+    backend: DockerBackend,
+) -> None:
+    """A pool refill racing start-up recovery: the folder and container of a sandbox this
+    process is still creating are not leftovers of an earlier controller."""
+    handle = await backend.create(SHORT, labels={"corral.role": "pool"})
+    try:
+        report = await backend.reconcile()
+        assert handle.id not in report.removed
+        assert handle.host_dir.is_dir()
+        assert (await backend.status(handle.id)).running
+    finally:
+        await backend.destroy(handle.id)
