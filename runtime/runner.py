@@ -513,14 +513,19 @@ class Runner:
         spec: AgentSpec,
         from_node: str | None,
     ) -> dict[str, str]:
-        """Write `run.resumed`; the artifacts put back in the output folder (path -> sha256),
-        so that the collector does not announce them again unless they change."""
+        """Write `run.resumed`; the artifacts already announced that the output folder holds
+        (restored, or kept by an adopted sandbox: path -> sha256), so that the collector does
+        not announce them again unless they change."""
         restored: list[ArtifactRecord] = []
         missing: list[str] = []
+        known: list[ArtifactRecord] = []  # what the output folder holds that was announced
         if not adopted:
             restored, missing = await restore_workspace(
                 self.store, sandbox, rec.id, spec.output_dir
             )
+            known = restored
+        else:
+            known = await self.store.list_artifacts(rec.id)  # still in the adopted sandbox
         payload: dict[str, Any] = {
             "from_node": from_node,
             "node": self.store_node,
@@ -536,7 +541,7 @@ class Runner:
         log.info(
             "run.resumed", interaction=rec.id, **{k: payload[k] for k in ("from_node", "step")}
         )
-        return {a.path: a.sha256 for a in restored}
+        return {a.path: a.sha256 for a in known}
 
     async def _sandbox(self, rec: InteractionRecord, spec: AgentSpec, opts: RunOptions) -> Sandbox:
         if rec.previous_interaction_id:

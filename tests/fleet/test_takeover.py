@@ -156,7 +156,8 @@ def test_a_node_restarted_on_its_home_adopts_its_sandbox_and_continues(
     a = start_node("a", FAST_LEASES)
     spec = scripted_agent(
         "phoenix",
-        "echo kept > /workspace/scratch.txt",  # outside out/: only the old sandbox has it
+        # scratch.txt is outside out/: only the old sandbox has it; early.txt is announced once
+        "echo kept > /workspace/scratch.txt && echo early > /workspace/out/early.txt",
         "echo restart-me; sleep 5",
         "cp /workspace/scratch.txt /workspace/out/scratch.txt",
     )
@@ -186,3 +187,5 @@ def test_a_node_restarted_on_its_home_adopts_its_sandbox_and_continues(
     node = (again.home / "node_id").read_text().strip()
     assert (resumed["from_node"], resumed["node"], resumed["sandbox"]) == (node, node, "adopted")
     assert scratch.status_code == 200 and scratch.text == "kept\n"
+    created = [e["artifact"]["path"] for e in seen if e["event_type"] == "artifact.created"]
+    assert sorted(created) == ["early.txt", "scratch.txt"]  # the adopted out/ is not news
