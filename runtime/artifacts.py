@@ -43,6 +43,7 @@ import errno
 import hashlib
 import mimetypes
 import os
+import re
 import secrets
 import stat
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -140,11 +141,11 @@ class ArtifactCollector:
         output_dir: str,
         dest_root: Path,
         limits: ArtifactLimits = ArtifactLimits(),
-        restored: Mapping[str, str] | None = None,
+        restored: Mapping[str, ArtifactRecord] | None = None,
     ) -> None:
-        """`restored`: relative path -> sha256 of the artifacts a takeover put back in the
-        output folder; copied again (this node now holds the run's copies) but announced only
-        if their content changed."""
+        """`restored`: the recorded artifacts (by relative path) that a takeover put back in
+        the output folder, or that an adopted sandbox still holds: copied again (this node
+        then holds the run's copies) but announced only if their content changed."""
         self.store = store
         self.emit = emit
         self.interaction_id = interaction_id
@@ -261,8 +262,11 @@ class ArtifactCollector:
                 _unlink(blob)  # no record points to it
             raise
         self._keep(rec)
-        if self._restored.pop(rel, None) == rec.sha256:
-            return rec  # the version already announced, put back by a takeover: not news
+        before = self._restored.pop(rel, None)
+        if before is not None:
+            self._drop_superseded(before, rec)
+            if before.sha256 == rec.sha256:
+                return rec  # the version already announced, put back by a takeover: not news
         await self.emit("artifact.created", {"artifact": artifact_view(rec)})
         return rec
 
@@ -272,6 +276,18 @@ class ArtifactCollector:
         self._reported.pop(rec.path, None)
         if previous is not None and previous.stored_path != rec.stored_path:
             _unlink(Path(previous.stored_path))  # its record now points to the new copy
+
+    def _drop_superseded(self, before: ArtifactRecord, now: ArtifactRecord) -> None:
+        """Remove the copy `before` pointed to if this node wrote it (an adopted sandbox's run,
+        collected here before a restart): no row points to it any more. Another node's copy is
+        that node's (its folder, maybe on another machine) and is left alone."""
+        old = Path(before.stored_path)
+        if (
+            old != Path(now.stored_path)
+            and old.parent == self.dest
+            and _BLOB_NAME.fullmatch(old.name) is not None
+        ):
+            _unlink(old)
 
     def _make_dirs(self) -> None:
         for d in (self.dest, self.staging):
@@ -356,6 +372,10 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         n = os.write(fd, view)
         view = view[n:]
+
+
+_BLOB_NAME = re.compile(r"[0-9a-f]{32}")
+"""How a collector names its copies (`secrets.token_hex(16)`)."""
 
 
 def _unlink(path: Path) -> None:

@@ -281,7 +281,7 @@ class Runner:
                 sandbox, adopted = await self._sandbox(rec, spec, opts), False
             await self.store.update_interaction(rec.tenant, rec.id, sandbox_id=sandbox.id)
             await sandbox.files.mkdir(spec.output_dir)
-            restored: dict[str, str] = {}
+            restored: dict[str, ArtifactRecord] = {}
             if resuming:
                 restored = await self._announce_resume(
                     rec, recorder, plan, sandbox, adopted, spec, from_node
@@ -512,10 +512,10 @@ class Runner:
         adopted: bool,
         spec: AgentSpec,
         from_node: str | None,
-    ) -> dict[str, str]:
+    ) -> dict[str, ArtifactRecord]:
         """Write `run.resumed`; the artifacts already announced that the output folder holds
-        (restored, or kept by an adopted sandbox: path -> sha256), so that the collector does
-        not announce them again unless they change."""
+        (restored, or kept by an adopted sandbox), by path, so that the collector does not
+        announce them again unless they change."""
         restored: list[ArtifactRecord] = []
         missing: list[str] = []
         known: list[ArtifactRecord] = []  # what the output folder holds that was announced
@@ -541,7 +541,7 @@ class Runner:
         log.info(
             "run.resumed", interaction=rec.id, **{k: payload[k] for k in ("from_node", "step")}
         )
-        return {a.path: a.sha256 for a in known}
+        return {a.path: a for a in known}
 
     async def _sandbox(self, rec: InteractionRecord, spec: AgentSpec, opts: RunOptions) -> Sandbox:
         if rec.previous_interaction_id:

@@ -189,3 +189,5 @@ def test_a_node_restarted_on_its_home_adopts_its_sandbox_and_continues(
     assert scratch.status_code == 200 and scratch.text == "kept\n"
     created = [e["artifact"]["path"] for e in seen if e["event_type"] == "artifact.created"]
     assert sorted(created) == ["early.txt", "scratch.txt"]  # the adopted out/ is not news
+    # early.txt was copied again on the restarted node: its superseded copy is gone.
+    assert len(list((again.home / "artifacts" / rid).iterdir())) == 2
