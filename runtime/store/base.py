@@ -173,7 +173,8 @@ class Store(Protocol):
 
     async def release_interaction(self, interaction_id: str) -> bool:
         """Give up this node's lease on a run: any node may claim it at once, and this node's
-        later writes for it are no longer fenced by the lease it gave up."""
+        later writes for it are no longer fenced by the lease it gave up. Stop whatever writes
+        for the run here first (`Recorder.revoke`): after this, nothing refuses them."""
         ...
 
     # Events -----------------------------------------------------------------------------------

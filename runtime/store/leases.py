@@ -3,11 +3,11 @@
 Transactions here are plain functions of a `Connection`, run by `SqlStore` like the others.
 
 A lease is three columns of `interactions`: `owner_node`, `lease_expires_at`, `lease_epoch`.
-Claiming bumps the epoch. The claiming store remembers the epoch it got (its *fence*) and every
-later write it makes for that interaction (events, fields, the verdict) carries
-`WHERE lease_epoch = fence`: a node that lost the lease (it stalled, was cut off from the
-database, was taken for dead) finds its next write refused with `LeaseLost` instead of
-interleaving steps with its successor's.
+Claiming bumps the epoch, and so does releasing. The claiming store remembers the epoch it got
+(its *fence*) and every later write it makes for that interaction (events, fields, the verdict)
+carries `WHERE lease_epoch = fence`: a node that lost the lease (it stalled, was cut off from the
+database, was taken for dead) or gave it up finds its next write refused with `LeaseLost`
+instead of interleaving steps with its successor's.
 
 Claims of expired leases select candidates with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so
 nodes sweeping together never block on, or both take, the same row; the UPDATE re-checks the
@@ -124,11 +124,15 @@ def claim_expired(
 
 
 def release(conn: Connection, interaction_id: str, node: str, epoch: int) -> bool:
-    """Give the lease up (drain): the run is free for any node at once."""
+    """Give the lease up (drain, queueing): the run is free for any node at once.
+
+    The epoch moves on too, so the release is a fence of its own: a write this node still had
+    in flight under the epoch it gave up (sent before, reaching the database after) is refused
+    rather than landing before (or, had the epoch stayed, between) the next claim."""
     done = conn.execute(
         update(InteractionRow)
         .where(I.id == interaction_id, I.owner_node == node, I.lease_epoch == epoch)
-        .values(owner_node=None, lease_expires_at=None)
+        .values(owner_node=None, lease_expires_at=None, lease_epoch=I.lease_epoch + 1)
     ).rowcount
     return bool(done)
 

@@ -403,15 +403,15 @@ class SqlStore:
         """Renew this node's row and the leases of the runs it executes (`running`).
 
         Returns the ids still leased to it: a run in `running` but not returned was taken by
-        another node. None when this node's row is gone (re-register with `upsert_node`)."""
+        another node. None when this node's row is gone (re-register with `upsert_node`).
+
+        A lost run keeps its fence: its loop is still going here until the caller stops it,
+        and whatever it writes meanwhile must be refused, not written unfenced. The caller
+        drops the fence with `release_interaction` once nothing of the run can write."""
         assert self.node is not None, "set_node first"
-        held = await self._write(
+        return await self._write(
             leases.heartbeat, self.node, set(running), utcnow(), self.lease_ttl, draining
         )
-        if held is not None:
-            for iid in set(running) - held:
-                self._fences.pop(iid, None)
-        return held
 
     async def claim_interaction(self, interaction_id: str) -> InteractionRecord | None:
         """Lease an in-progress run nobody holds (or whose lease expired) to this node."""
@@ -437,12 +437,14 @@ class SqlStore:
         return got
 
     async def release_interaction(self, interaction_id: str) -> bool:
-        """Give up this node's lease on a run (drain, queueing): any node may claim it at once.
+        """Give up this node's lease on a run (drain, queueing, or after losing it): any node
+        may claim it at once. False when the lease was not this node's to give (any more).
 
-        The fence goes with the lease: the run no longer executes here (the caller stopped it
-        first), and what this node writes for it afterwards is what any node may write for a
-        run it does not hold (a cancel request), which a stale fence would refuse once
-        another node claimed the run."""
+        The caller first stops everything that writes for the run here (`Recorder.revoke`):
+        the fence goes with the lease, and what this node writes for the run afterwards is
+        what any node may write for a run it does not hold (a cancel request), which a stale
+        fence would refuse once another node claimed the run. A write still in flight under
+        the given-up epoch is refused by the database (`leases.release` moves the epoch)."""
         epoch = self._fences.get(interaction_id)
         if self.node is None or epoch is None:
             return False

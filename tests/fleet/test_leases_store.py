@@ -25,7 +25,7 @@ from runtime.store.base import (
 )
 from runtime.store.leases import LeaseLost
 from runtime.store.models import InteractionRow
-from runtime.store.sql import SqlStore
+from runtime.store.sql import SqlStore, _append_events_tx
 from tests.fleet.nodes import fresh_database
 
 PG_URL = os.environ.get("CORRAL_TEST_POSTGRES_URL")
@@ -124,8 +124,17 @@ async def test_heartbeat_renews_only_runs_executing_here(
     got = await b.claim_expired(set(), limit=10)
     assert {r.id for r, _ in got} == {mine.id, orphan.id}
     assert await a.heartbeat({mine.id}) == set()  # A learns it lost `mine`
+    # Its loop still runs until A stops it: the fence stays, so what it writes meanwhile is
+    # refused rather than written unfenced over B's steps.
+    assert a.holds(mine.id) == 1
+    with pytest.raises(LeaseLost):
+        await a.append_event(mine.id, "step.start", {"index": 9})
+    with pytest.raises(LeaseLost):
+        await a.add_artifact(ArtifactRecord(mine.id, "out.txt", 1, "a" * 64))
+    assert not await a.release_interaction(mine.id)  # stopped: the fence goes, B's lease stays
     assert a.holds(mine.id) is None
     assert await b.heartbeat({mine.id, orphan.id}) == {mine.id, orphan.id}
+    assert await b.list_events(mine.id) == [] and await b.list_artifacts(mine.id) == []
 
 
 async def test_heartbeat_without_a_node_row_says_so(
@@ -148,8 +157,30 @@ async def test_released_lease_is_free_at_once(
     assert await a.release_interaction(rec.id)
     assert a.holds(rec.id) is None  # the fence went with the lease
     got = await b.claim_interaction(rec.id)
-    assert got is not None and (got.owner_node, got.lease_epoch) == ("b", 2)
+    # The release moved the epoch (1 -> 2), the claim again.
+    assert got is not None and (got.owner_node, got.lease_epoch) == ("b", 3)
     assert not await a.release_interaction(rec.id)  # B's lease is not A's to give up
+
+
+async def test_a_write_sent_under_a_released_lease_is_refused(
+    open_node: Callable[..., asyncio.Future[SqlStore]],
+) -> None:
+    """A's event writer read its fence (epoch 1) and sent the batch, which reached the database
+    only after A released the run: refused, before any claim as after one, so nothing A
+    wrote as the run's owner lands once the run is free."""
+    a = await open_node("a")
+    b = await open_node("b")
+    rec = await new_run(a)
+    assert (await a.append_event(rec.id, "step.start", {"index": 0})).event_id == 1
+    assert await a.release_interaction(rec.id)
+    late = [("step.delta", {"index": 0, "delta": {"text": "late"}})]
+    with pytest.raises(LeaseLost):
+        await a._write(_append_events_tx, rec.id, late, 1)  # the transaction sent late
+    assert await b.claim_interaction(rec.id) is not None
+    with pytest.raises(LeaseLost):
+        await a._write(_append_events_tx, rec.id, late, 1)
+    assert (await b.append_event(rec.id, "run.resumed", {})).event_id == 2
+    assert [e.event_type for e in await b.list_events(rec.id)] == ["step.start", "run.resumed"]
 
 
 async def test_a_node_that_released_a_run_can_still_ask_for_its_cancel(
@@ -198,7 +229,7 @@ async def test_racing_nodes_claim_a_free_run_exactly_once(
         assert len(winners) == 1, winners
         assert all(s is None for s in singles)  # already held by the winner
         final = await creator.get_interaction("t1", rec.id)
-        assert (final.owner_node, final.lease_epoch) == (winners[0], 2)
+        assert (final.owner_node, final.lease_epoch) == (winners[0], 3)  # released, claimed once
 
 
 async def test_nodes_and_the_node_of_a_sandbox(
