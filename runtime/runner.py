@@ -112,6 +112,8 @@ class Runner:
         """Runs taken over, with the node that held them (for the `run.resumed` event)."""
         self.handed_off: set[str] = set()
         """Runs stopped here by a drain (their lease is released, not lost)."""
+        self.recorders: dict[str, Recorder] = {}
+        """The event recorders of the runs executing here (revoked when a run is given up)."""
         self.stats = FleetStats()
         self._tracked: list[dict[str, asyncio.Task[Any]]] = []
         keep_reserve(settings.home)
@@ -213,6 +215,14 @@ class Runner:
                 if handoff:
                     self.handed_off.add(iid)
                 task.cancel()
+                recorder = self.recorders.get(iid)
+                if recorder is not None:
+                    # The stopping loop waits for its events to be stored; a writer stuck on
+                    # the database would hold it (and a drain) for ever. It gets a let-go's
+                    # time, then writes nothing more.
+                    gone = LeaseLost(f"interaction {iid} is no longer run by this node")
+                    loop = asyncio.get_running_loop()
+                    loop.call_later(LET_GO_DRAIN_SECONDS, recorder.revoke, gone)
             for tasks in self._tracked:
                 other = tasks.get(iid)
                 if other is not None and not other.done():
@@ -251,6 +261,7 @@ class Runner:
         provider: ModelProvider | None = None
         n_input = int(rec.config.get("input_steps", 1))
         recorder = Recorder(self.bus, rec.id, next_index=n_input)
+        self.recorders[rec.id] = recorder
         result: LoopResult | None = None
         status, errors = "failed", [{"code": "internal", "message": "run did not finish"}]
         usage = Usage()
@@ -408,6 +419,7 @@ class Runner:
                 [{"code": "internal", "message": f"{type(exc).__name__}: {exc}"}],
             )
         finally:
+            self.recorders.pop(rec.id, None)
             if mcp is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(mcp.aclose())
@@ -471,10 +483,12 @@ class Runner:
         sandbox: Sandbox | None,
         provider: ModelProvider | None,
     ) -> None:
-        """Leave a run whose lease another node holds: keep its sandbox, write nothing."""
+        """Leave a run another node holds (or, handed off, will take): keep its sandbox, stop
+        its event writer, then give the lease up; nothing of the run writes after that."""
         self.lost.discard(rec.id)
         self.resumed_from.pop(rec.id, None)
-        if rec.id in self.handed_off:
+        handoff = rec.id in self.handed_off
+        if handoff:
             self.handed_off.discard(rec.id)
         else:
             self.stats.leases_lost += 1
@@ -489,7 +503,16 @@ class Runner:
             # cut off from its database would wait here for ever.
             async with asyncio.timeout(LET_GO_DRAIN_SECONDS):
                 await recorder.drain()
-        log.warning("run.lease_lost", interaction=rec.id)
+        # What has not landed by now never may: the release below drops this node's fence, so
+        # a batch the writer (stuck on the database) started afterwards would land unfenced,
+        # after another node claimed the run. Revoked first, synchronously: none can start.
+        recorder.revoke(LeaseLost(f"interaction {rec.id} is no longer run by this node"))
+        with contextlib.suppress(Exception):
+            # Frees a drained run at once, drops a lost run's fence (the database refuses a
+            # release that is no longer this node's); bounded like the drain.
+            async with asyncio.timeout(LET_GO_DRAIN_SECONDS):
+                await self.store.release_interaction(rec.id)
+        log.warning("run.handed_off" if handoff else "run.lease_lost", interaction=rec.id)
 
     async def _resume_sandbox(
         self, rec: InteractionRecord, spec: AgentSpec, opts: RunOptions

@@ -61,6 +61,11 @@ class Recorder:
     loop therefore never waits on the database between a model call and a tool call, yet
     every event is durable within one transaction time. `drain()` waits until everything
     handed over is stored (the run's end, and before anything else writes events).
+
+    `revoke()` takes the right to write away when the run is given up here (drain, queueing,
+    lease lost): nothing queued, pending or emitted later is written, and the batch being
+    written is abandoned. A fleet node revokes before it releases the run's lease, because the
+    released lease no longer fences this node's writes.
     """
 
     def __init__(self, bus: EventBus, interaction_id: str, *, next_index: int = 0) -> None:
@@ -90,11 +95,27 @@ class Recorder:
         if self._failure is not None:
             raise self._failure
 
+    def revoke(self, reason: BaseException) -> None:
+        """Write nothing more: drop what is pending and queued, cancel the batch being
+        written, and raise `reason` from every later flush (and so from every emit).
+
+        Synchronous on purpose: once it returns, the writer can only wake into its
+        cancellation, so no await of the caller (such as releasing the lease) lets a batch
+        start. A batch already inside its transaction is cut at the database's pace; its
+        fence (the epoch it read) refuses it if it arrives after the lease moved on."""
+        self._failure = reason
+        self._pending.clear()
+        while not self._batches.empty():
+            self._batches.get_nowait()
+            self._batches.task_done()
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+
     async def _write(self) -> None:
         while not self._batches.empty():
             batch = self._batches.get_nowait()
             try:
-                if self._failure is None:
+                if self._failure is None:  # checked before every batch: revoked, none starts
                     await self.bus.emit_many(self.interaction_id, batch)
             except Exception as exc:  # surfaced to the loop at its next flush
                 self._failure = exc
