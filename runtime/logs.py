@@ -26,6 +26,18 @@ def _drop_color_message(
     return event
 
 
+class _CurrentStderr:
+    """Whatever `sys.stderr` is when a line is written, not when logging was configured: a
+    host that swaps it (a CLI test runner, an embedding app) and closes the old one must not
+    make every later log call raise, killing the loop that logged (the server's reaper)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def readable_logs(fmt: str) -> bool:
     """Whether logs in format `fmt` are lines for a person (else JSON, one object a line)."""
     return fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
@@ -47,10 +59,10 @@ def configure_logging(fmt: str = "auto", level: str = "warning") -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_CurrentStderr())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[

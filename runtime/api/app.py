@@ -8,9 +8,8 @@ reaper. Nothing is created at import time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 
 import structlog
 from fastapi import Depends, FastAPI
@@ -100,7 +99,7 @@ def create_app(
                 yield
             finally:
                 reaper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                with suppress(asyncio.CancelledError):
                     await reaper
 
     app = FastAPI(
@@ -145,3 +144,6 @@ async def tend_forever(hub: SandboxHub, interval: float) -> None:
             await hub.tend()
         except SandboxError as exc:
             log.warning("reaper.failed", error=str(exc))
+        except Exception:  # one bad pass must not end the reaper for the server's lifetime
+            with suppress(Exception):
+                log.exception("reaper.crashed")
