@@ -210,7 +210,10 @@ class Runner:
         draining node gives them up, will take) them."""
         for iid in ids:
             task = self.tasks.get(iid)
-            if task is not None and not task.done():
+            # A run already stopping (in `lost` until its let-go is over) is not cancelled
+            # again: that would end its task, and so a drain's `settle`, before the let-go has
+            # revoked its writer and released the lease.
+            if task is not None and not task.done() and iid not in self.lost:
                 self.lost.add(iid)
                 if handoff:
                     self.handed_off.add(iid)
@@ -485,7 +488,18 @@ class Runner:
     ) -> None:
         """Leave a run another node holds (or, handed off, will take): keep its sandbox, stop
         its event writer, then give the lease up; nothing of the run writes after that."""
-        self.lost.discard(rec.id)
+        try:
+            await self._give_up(rec, recorder, sandbox, provider)
+        finally:
+            self.lost.discard(rec.id)  # only now: see `abandon`
+
+    async def _give_up(
+        self,
+        rec: InteractionRecord,
+        recorder: Recorder,
+        sandbox: Sandbox | None,
+        provider: ModelProvider | None,
+    ) -> None:
         self.resumed_from.pop(rec.id, None)
         handoff = rec.id in self.handed_off
         if handoff:
