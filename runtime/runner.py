@@ -517,15 +517,13 @@ class Runner:
             # cut off from its database would wait here for ever.
             async with asyncio.timeout(LET_GO_DRAIN_SECONDS):
                 await recorder.drain()
-        # What has not landed by now never may: the release below drops this node's fence, so
-        # a batch the writer (stuck on the database) started afterwards would land unfenced,
-        # after another node claimed the run. Revoked first, synchronously: none can start.
+        # What has not landed by now never may: releasing the lease (a drain does it once the
+        # run's task is over) or dropping a lost one's fence leaves this node's writes for the
+        # run unfenced, so a batch the writer (stuck on the database) started afterwards would
+        # land after another node claimed the run. Revoked first, synchronously: none starts.
         recorder.revoke(LeaseLost(f"interaction {rec.id} is no longer run by this node"))
-        with contextlib.suppress(Exception):
-            # Frees a drained run at once, drops a lost run's fence (the database refuses a
-            # release that is no longer this node's); bounded like the drain.
-            async with asyncio.timeout(LET_GO_DRAIN_SECONDS):
-                await self.store.release_interaction(rec.id)
+        if not handoff:
+            self.store.drop_fence(rec.id)
         log.warning("run.handed_off" if handoff else "run.lease_lost", interaction=rec.id)
 
     async def _resume_sandbox(

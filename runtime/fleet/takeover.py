@@ -137,8 +137,8 @@ async def drain(ctl: Controller, grace: float) -> None:
         return
     ctl.runner.abandon(left, handoff=True)  # stopped here without a verdict: not over
     await ctl.runner.settle(left)
-    # An agent run released its lease as it stopped, its event writer revoked first
-    # (`Runner._let_go`); this releases what is left (a run stopped before it started).
+    # Each run's task revoked its event writer before it ended (`Runner._let_go`): the
+    # release drops this node's fence, and nothing of the run can write unfenced after it.
     for iid in left:
         with contextlib.suppress(CorralError):
             await ctl.store.release_interaction(iid)

@@ -177,6 +177,11 @@ class Store(Protocol):
         for the run here first (`Recorder.revoke`): after this, nothing refuses them."""
         ...
 
+    def drop_fence(self, interaction_id: str) -> None:
+        """Forget the lease this node lost on a run, once nothing of the run writes here any
+        more (`Recorder.revoke`): its later writes are those any node may make."""
+        ...
+
     # Events -----------------------------------------------------------------------------------
     async def append_event(
         self, interaction_id: str, event_type: str, payload: dict[str, Any]

@@ -407,7 +407,7 @@ class SqlStore:
 
         A lost run keeps its fence: its loop is still going here until the caller stops it,
         and whatever it writes meanwhile must be refused, not written unfenced. The caller
-        drops the fence with `release_interaction` once nothing of the run can write."""
+        drops the fence (`drop_fence`) once nothing of the run can write."""
         assert self.node is not None, "set_node first"
         return await self._write(
             leases.heartbeat, self.node, set(running), utcnow(), self.lease_ttl, draining
@@ -437,8 +437,8 @@ class SqlStore:
         return got
 
     async def release_interaction(self, interaction_id: str) -> bool:
-        """Give up this node's lease on a run (drain, queueing, or after losing it): any node
-        may claim it at once. False when the lease was not this node's to give (any more).
+        """Give up this node's lease on a run (drain, queueing): any node may claim it at once.
+        False when the lease was not this node's to give (any more).
 
         The caller first stops everything that writes for the run here (`Recorder.revoke`):
         the fence goes with the lease, and what this node writes for the run afterwards is
@@ -452,6 +452,11 @@ class SqlStore:
         # Released, or already another node's: either way this node holds it no more.
         self._fences.pop(interaction_id, None)
         return released
+
+    def drop_fence(self, interaction_id: str) -> None:
+        """Forget a lost lease's fence: the caller stopped every writer of the run here first
+        (until then the heartbeat keeps it, so those writers are refused, not unfenced)."""
+        self._fences.pop(interaction_id, None)
 
     def holds(self, interaction_id: str) -> int | None:
         """The lease epoch this store writes `interaction_id` under (None: unfenced)."""

@@ -131,8 +131,9 @@ async def test_heartbeat_renews_only_runs_executing_here(
         await a.append_event(mine.id, "step.start", {"index": 9})
     with pytest.raises(LeaseLost):
         await a.add_artifact(ArtifactRecord(mine.id, "out.txt", 1, "a" * 64))
-    assert not await a.release_interaction(mine.id)  # stopped: the fence goes, B's lease stays
+    a.drop_fence(mine.id)  # A stopped the run: what it writes now is any node's write
     assert a.holds(mine.id) is None
+    assert not await a.release_interaction(mine.id)  # B's lease is not A's to give up
     assert await b.heartbeat({mine.id, orphan.id}) == {mine.id, orphan.id}
     assert await b.list_events(mine.id) == [] and await b.list_artifacts(mine.id) == []
 
