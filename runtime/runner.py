@@ -211,8 +211,8 @@ class Runner:
         for iid in ids:
             task = self.tasks.get(iid)
             # A run already stopping (in `lost` until its let-go is over) is not cancelled
-            # again: that would end its task, and so a drain's `settle`, before the let-go has
-            # revoked its writer and released the lease.
+            # again: that would end its task, and so a drain's `settle` (then its release),
+            # before the let-go has revoked the run's event writer.
             if task is not None and not task.done() and iid not in self.lost:
                 self.lost.add(iid)
                 if handoff:
@@ -487,7 +487,8 @@ class Runner:
         provider: ModelProvider | None,
     ) -> None:
         """Leave a run another node holds (or, handed off, will take): keep its sandbox, stop
-        its event writer, then give the lease up; nothing of the run writes after that."""
+        its event writer, then drop a lost lease's fence (a drain releases a handed-off one
+        after); nothing of the run writes after that."""
         try:
             await self._give_up(rec, recorder, sandbox, provider)
         finally:

@@ -62,10 +62,10 @@ class Recorder:
     every event is durable within one transaction time. `drain()` waits until everything
     handed over is stored (the run's end, and before anything else writes events).
 
-    `revoke()` takes the right to write away when the run is given up here (drain, queueing,
+    `revoke()` takes the right to write away when the run is given up here (drain hand-off,
     lease lost): nothing queued, pending or emitted later is written, and the batch being
-    written is abandoned. A fleet node revokes before it releases the run's lease, because the
-    released lease no longer fences this node's writes.
+    written is abandoned. A fleet node revokes before it releases the run's lease (or forgets
+    a lost one), because from then on nothing fences this node's writes for the run.
     """
 
     def __init__(self, bus: EventBus, interaction_id: str, *, next_index: int = 0) -> None:
