@@ -286,15 +286,9 @@ class Proxy:
         port: int,
         exc: Refused,
     ) -> None:
-        body = (
-            f"corral egress: {host or '?'}:{port} refused ({exc.reason}): {exc.detail}\n".encode()
-        )
-        with contextlib.suppress(OSError, RuntimeError):
-            writer.write(
-                b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nConnection: close\r\n"
-                + f"X-Corral-Refused: {exc.reason}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-                + body
-            )
+        # The line is in the log before the client sees the 403: whoever acts on the answer
+        # (a tool call returning, then the controller reading refusals) finds it there, however
+        # long this process is descheduled between the two.
         record = {
             "ts": time.time(),
             "sandbox": policy.sandbox if policy else None,
@@ -314,6 +308,15 @@ class Proxy:
                 os.close(fd)
         except OSError as err:
             log(f"cannot log refusal: {err}")
+        body = (
+            f"corral egress: {host or '?'}:{port} refused ({exc.reason}): {exc.detail}\n".encode()
+        )
+        with contextlib.suppress(OSError, RuntimeError):
+            writer.write(
+                b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                + f"X-Corral-Refused: {exc.reason}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
 
 
 async def resolve(host: str, port: int) -> list[IPAddress]:

@@ -21,6 +21,7 @@ from sandbox.backends.docker import DockerBackend
 from sandbox.egress import EgressOptions
 from sandbox.egress.policy import read_refusals
 from sandbox.egress.proxy import (
+    ClientPolicy,
     Policies,
     Proxy,
     Refused,
@@ -368,3 +369,21 @@ async def test_reconcile_removes_unused_egress(session_root: Path) -> None:
         await be.reconcile(adopt=False)
         await be.aclose()
         client.close()
+
+
+def test_a_refusal_is_logged_before_the_client_sees_it(tmp_path: Path) -> None:
+    """The controller reads refusals right after the tool call that met the 403: the line must
+    already be there then, however long the proxy is descheduled after answering."""
+    log_path = tmp_path / "refusals.log"
+    proxy = Proxy(Policies(str(tmp_path / "policy.json")), str(log_path))
+    seen: list[str] = []
+
+    class Writer:
+        def write(self, data: bytes) -> None:
+            seen.append(log_path.read_text() if log_path.exists() else "")
+
+    policy = ClientPolicy("sb-1")
+    exc = Refused("not_allowed", "blocked.example is not in the sandbox's allowlist")
+    proxy._refuse(Writer(), "10.0.0.2", policy, "GET", "blocked.example", 80, exc)  # type: ignore[arg-type]
+    assert len(seen) == 1 and '"host": "blocked.example"' in seen[0]
+    assert [r.host for r in read_refusals(log_path, "sb-1", 0)[0]] == ["blocked.example"]
