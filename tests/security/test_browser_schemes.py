@@ -89,7 +89,10 @@ async def sb(session_root: Path) -> AsyncIterator[Sandbox]:
     home = Path(tempfile.mkdtemp(prefix="browser-schemes-", dir=session_root))
     be = DockerBackend(home)
     try:
-        box = await Sandbox.create(SandboxSpec(image="corral/browser", network="none"), backend=be)
+        # Two Chromiums share this sandbox (the guest's, and one test's own): the pids limit
+        # counts threads, and 256 left the second one hanging at launch on a loaded machine.
+        spec = SandboxSpec(image="corral/browser", network="none", pids=1024)
+        box = await Sandbox.create(spec, backend=be)
         await box.files.write("/workspace/hostile.py", HOSTILE_SITE)
         await box.spawn(["python3", "/workspace/hostile.py", str(PORT)])
         up = await box.exec(["python3", "-c", WAIT_FOR_PORT])
@@ -264,7 +267,7 @@ CHROMIUM_ALONE = r"""
 from playwright.sync_api import sync_playwright
 
 with sync_playwright() as pw:
-    browser = pw.chromium.launch(executable_path="/usr/lib/chromium/chromium")
+    browser = pw.chromium.launch(executable_path="/usr/lib/chromium/chromium", timeout=60_000)
     for url in ("file:///etc/passwd", "file:///proc/self/environ", "view-source:file:///etc/passwd",
                 "devtools://devtools/bundled/inspector.html"):
         page = browser.new_page()
@@ -281,7 +284,9 @@ with sync_playwright() as pw:
 async def test_chromium_itself_refuses_local_urls(sb: Sandbox) -> None:
     """The image's managed policy binds any Chromium started in it, not only the guest's
     checks: a Chromium driven without them refuses too."""
-    r = await sb.exec(["python3", "-c", CHROMIUM_ALONE], timeout=120)
+    r = await sb.exec(
+        ["python3", "-u", "-c", CHROMIUM_ALONE], timeout=120
+    )  # -u: lines survive a kill
     assert r.exit_code == 0, r.stderr
     lines = r.stdout.strip().splitlines()
     assert len(lines) == 4 and all("ERR_BLOCKED_BY_ADMINISTRATOR" in ln for ln in lines), r.stdout
