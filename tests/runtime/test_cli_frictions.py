@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from runtime.providers.base import Message
+from tests.runtime.test_runs_e2e import write_agent
 
 HANG_GUARD = 600.0
 """Seconds before a stuck command is killed: a guard against hangs, not a measure."""
@@ -41,22 +41,6 @@ def allowlist_sandbox(home: Path, domain: str, **env: str) -> str:
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     return made.stdout.strip()
-
-
-def write_agent(tmp_path: Path, turns: list[dict[str, Any]] | None, **extra: Any) -> Path:
-    script = tmp_path / "turns.yaml"
-    if turns is not None:
-        script.write_text(yaml.safe_dump({"turns": turns}))
-    spec = {
-        "name": "t",
-        "model": f"scripted:{script}",
-        "tools": ["exec", "python", "files"],
-        "resources": {"memory": "256m"},
-        **extra,
-    }
-    path = tmp_path / "agent.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
 
 
 def events(output: str) -> list[dict[str, Any]]:

@@ -23,9 +23,12 @@ pytestmark = pytest.mark.docker
 runner = CliRunner()
 
 
-def write_agent(tmp_path: Path, turns: list[dict[str, Any]], **extra: Any) -> Path:
+def write_agent(tmp_path: Path, turns: list[dict[str, Any]] | None, **extra: Any) -> Path:
+    """An agent spec on the scripted model replaying `turns` (None: its script is not written,
+    for a spec whose run must fail or never start)."""
     script = tmp_path / "turns.yaml"
-    script.write_text(yaml.safe_dump({"turns": turns}))
+    if turns is not None:
+        script.write_text(yaml.safe_dump({"turns": turns}))
     spec = {
         "name": "t",
         "model": f"scripted:{script}",
