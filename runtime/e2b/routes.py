@@ -26,33 +26,35 @@ def _status(exc: Exception) -> tuple[int, str]:
     return status_of(exc)
 
 
-class E2BRoute(APIRoute):
+class _ShapedErrorsRoute(APIRoute):
+    """A route whose errors, whatever raised them, answer in its front door's shape."""
+
+    @staticmethod
+    def render(status: int, message: str) -> Response:
+        raise NotImplementedError
+
+    def get_route_handler(self) -> Handler:
+        inner = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await inner(request)
+            except Exception as exc:
+                status, message = _status(exc)
+                return self.render(status, message)
+
+        return handler
+
+
+class E2BRoute(_ShapedErrorsRoute):
     """E2B's REST API errors: `{"code": status, "message": ...}`."""
 
-    def get_route_handler(self) -> Handler:
-        inner = super().get_route_handler()
-
-        async def handler(request: Request) -> Response:
-            try:
-                return await inner(request)
-            except Exception as exc:
-                status, message = _status(exc)
-                return JSONResponse({"code": status, "message": message}, status_code=status)
-
-        return handler
+    @staticmethod
+    def render(status: int, message: str) -> Response:
+        return JSONResponse({"code": status, "message": message}, status_code=status)
 
 
-class ConnectRoute(APIRoute):
+class ConnectRoute(_ShapedErrorsRoute):
     """envd's Connect-RPC errors: `{"code": "<connect code>", "message": ...}`."""
 
-    def get_route_handler(self) -> Handler:
-        inner = super().get_route_handler()
-
-        async def handler(request: Request) -> Response:
-            try:
-                return await inner(request)
-            except Exception as exc:
-                status, message = _status(exc)
-                return unary_error(status, message)
-
-        return handler
+    render = staticmethod(unary_error)
